@@ -1,0 +1,24 @@
+// The shmports command line: one binary, one subcommand per job, each with
+// --help and --json.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "tools/demo.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"shmports: Mojo-style ports between processes over shared memory"};
+  app.require_subcommand(1);
+
+  bool json = false;
+  CLI::App* demo = app.add_subcommand(
+      "demo", "Show what the library does, step by step, with explanations");
+  demo->add_flag("--json", json, "Print the steps as JSON instead of prose");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (demo->parsed()) return shmports::tools::RunDemo(json);
+  return 0;
+}
