@@ -239,23 +239,30 @@ class Ring {
 
   Ring(std::span<uint8_t> region, uint64_t capacity, uint32_t max_frame);
 
-  static Result<std::unique_ptr<Ring>> Validate(std::span<uint8_t> region,
-                                                const RingOptions& options,
-                                                uint32_t* max_frame);
+  static Status CheckArguments(std::span<uint8_t> region,
+                               const RingOptions& options,
+                               uint32_t* max_frame);
   Status ProtectGuardPage();
 
   // Producer internals.
-  Status RefreshHeadLocked() REQUIRES(producer_mu_);
+  uint64_t BytesNeeded(uint64_t tail, uint32_t length) const;
   Status CheckHead(uint64_t head,
                    uint64_t published_tail,
                    uint64_t cached_head) const;
+  Status RefreshHeadLocked() REQUIRES(producer_mu_);
+  bool FitsLocked(uint32_t length) const REQUIRES(producer_mu_);
+  // Publishes tail_; returns whether the consumer must be woken.
   bool PublishLocked(Status* error) REQUIRES(producer_mu_);
-  Status WakeConsumerIf(bool wake);
-  uint64_t BytesNeeded(uint64_t tail, uint32_t length) const;
+  void WakeConsumer();
+  Result<bool> SpaceAvailable(uint32_t length) EXCLUDES(producer_mu_);
+  void SetProducerWaiting(bool waiting) EXCLUDES(wait_mu_);
 
   // Consumer internals.
   Result<size_t> DrainImpl(FrameFn fn, void* ctx, size_t max_frames);
   Result<uint64_t> LoadTail();
+  Status CheckFrame(const FrameHeader& header,
+                    uint64_t pos,
+                    uint64_t available) const;
   Status PublishHead(uint64_t head);
   Status ConsumerCorrupt(Status status);
 

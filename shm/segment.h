@@ -50,7 +50,7 @@ struct SegmentHeader {
   uint64_t size;            // Total bytes of the memfd.
   uint32_t creator_pid;     // Informational only: never trusted.
   uint32_t reserved0;
-  uint64_t reserved[11];
+  uint64_t reserved[12];
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::is_trivially_copyable_v<SegmentHeader>);
@@ -101,9 +101,10 @@ class Segment {
   // kInvalidArgument if they do not lie inside the segment.
   Result<std::span<uint8_t>> Region(size_t offset, size_t length) const;
 
- private:
-  struct Mapping;  // Holds the boost::interprocess::mapped_region.
+  // Opaque: holds the boost::interprocess::mapped_region (segment.cc).
+  struct Mapping;
 
+ private:
   Segment(int fd, size_t size, std::unique_ptr<Mapping> mapping);
 
   int fd_ = -1;
