@@ -1,0 +1,79 @@
+// MessageQueue: the user messages arriving at one port, released strictly in
+// sequence-number order.
+//
+// Messages may arrive out of order (a transferred port's old and new routes
+// race); the queue holds them in a min-heap by sequence number and releases
+// the head only when it is the next number expected. Reading is two steps,
+// as in Mojo: GetNextMessage takes the head, MessageProcessed advances the
+// expected number — so a proxy forwarding a message stays "not done" until
+// the message has its routing (see Node::ForwardUserMessagesFromProxy).
+//
+// The heap's storage is kept between messages: after warm-up, accepting and
+// taking a message allocates nothing.
+//
+// Not thread-safe: owned by a Port and guarded by the port's lock.
+#ifndef SHMPORTS_CORE_PORTS_MESSAGE_QUEUE_H_
+#define SHMPORTS_CORE_PORTS_MESSAGE_QUEUE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/ports/event.h"
+
+namespace shmports::ports {
+
+// Chooses whether GetMessage may take the head message.
+class MessageFilter {
+ public:
+  virtual ~MessageFilter() = default;
+  virtual bool Match(const UserMessageEvent& message) = 0;
+};
+
+class MessageQueue {
+ public:
+  explicit MessageQueue(uint64_t next_sequence_num = kInitialSequenceNum);
+  MessageQueue(const MessageQueue&) = delete;
+  MessageQueue& operator=(const MessageQueue&) = delete;
+  ~MessageQueue();
+
+  // The sequence number of the next message to release.
+  uint64_t next_sequence_num() const { return next_sequence_num_; }
+
+  // The head of the heap is the next message in order.
+  bool HasNextMessage() const;
+
+  // Takes the next in-order message if there is one and `filter` (may be
+  // null) accepts it; otherwise leaves *message null. Does not advance the
+  // expected number: call MessageProcessed once the message is dealt with.
+  void GetNextMessage(std::unique_ptr<UserMessageEvent>* message,
+                      MessageFilter* filter);
+  void MessageProcessed() { ++next_sequence_num_; }
+
+  // Adds `message`. *has_next_message says whether the head is now the next
+  // in-order message (always false while not signalable).
+  void AcceptMessage(std::unique_ptr<UserMessageEvent> message,
+                     bool* has_next_message);
+
+  // Moves every queued message (in any order) into *messages.
+  void TakeAllMessages(
+      std::vector<std::unique_ptr<UserMessageEvent>>* messages);
+
+  // A port created for a message that is not read yet must not announce its
+  // own messages before the embedder has seen the port (Node::GetMessage).
+  void set_signalable(bool signalable) { signalable_ = signalable; }
+
+  size_t queued_message_count() const { return heap_.size(); }
+  size_t queued_num_bytes() const { return total_queued_bytes_; }
+
+ private:
+  std::vector<std::unique_ptr<UserMessageEvent>> heap_;
+  uint64_t next_sequence_num_;
+  size_t total_queued_bytes_ = 0;
+  bool signalable_ = true;
+};
+
+}  // namespace shmports::ports
+
+#endif  // SHMPORTS_CORE_PORTS_MESSAGE_QUEUE_H_

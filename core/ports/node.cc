@@ -1,0 +1,969 @@
+// Node: public API, AcceptEvent and the event handlers. Proxying, merging and
+// peer loss live in node_proxy.cc.
+#include "core/ports/node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/base/log.h"
+#include "core/base/str_format.h"
+#include "core/ports/port_locker.h"
+
+namespace shmports::ports {
+
+namespace {
+
+constexpr AcceptResult kUnknownPort = AcceptResult::Ignored("unknown port");
+
+bool IsSequencedEvent(const Event& event) {
+  switch (event.type()) {
+    case EventType::kPortAccepted:
+    case EventType::kMergePort:
+      return false;
+    case EventType::kObserveProxy:
+      // The broadcast form has no route to be sequenced on.
+      return event.port_name().is_valid();
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+// Shared with node_proxy.cc.
+bool CanAcceptMoreMessages(const Port* port) {
+  uint64_t next_sequence_num = port->message_queue.next_sequence_num();
+  if (port->state == Port::kClosed)
+    return false;
+  if (port->peer_closed || port->remove_proxy_on_last_message) {
+    if (port->peer_lost_unexpectedly) {
+      return port->message_queue.HasNextMessage();
+    }
+    if (port->last_sequence_num_to_receive == next_sequence_num - 1) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Node::Node(const NodeName& name, NodeDelegate* delegate, NodeOptions options)
+    : name_(name), delegate_(delegate), options_(options) {}
+
+Node::~Node() {
+  MutexLock lock(&ports_lock_);
+  if (!ports_.empty()) {
+    SHMPORTS_LOG(kWarning, "node %s destroyed with %zu live ports",
+                 name_.ToString().c_str(), ports_.size());
+  }
+}
+
+bool Node::CanShutdownCleanly(ShutdownPolicy policy) {
+  MutexLock lock(&ports_lock_);
+  if (policy == ShutdownPolicy::DONT_ALLOW_LOCAL_PORTS)
+    return ports_.empty();
+  for (auto& [name, port] : ports_) {
+    PortRef ref(name, port);
+    SinglePortLocker locker(&ref);
+    Port* p = locker.port();
+    if (p->peer_node_name != name_ && p->state != Port::kReceiving) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int Node::GetPort(const PortName& port_name, PortRef* port_ref) {
+  MutexLock lock(&ports_lock_);
+  auto it = ports_.find(port_name);
+  if (it == ports_.end())
+    return ERROR_PORT_UNKNOWN;
+  *port_ref = PortRef(port_name, it->second);
+  return OK;
+}
+
+int Node::CreateUninitializedPort(PortRef* port_ref) {
+  PortName port_name = GenerateRandomPortName();
+  auto port = std::make_shared<Port>(kInitialSequenceNum, kInitialSequenceNum);
+  int rv = AddPortWithName(port_name, port);
+  if (rv != OK)
+    return rv;
+  *port_ref = PortRef(port_name, std::move(port));
+  return OK;
+}
+
+int Node::InitializePort(const PortRef& port_ref,
+                         const NodeName& peer_node_name,
+                         const PortName& peer_port_name,
+                         const NodeName& prev_node_name,
+                         const PortName& prev_port_name) {
+  if (!port_ref.is_valid() || !peer_node_name.is_valid() ||
+      !peer_port_name.is_valid()) {
+    return ERROR_INVALID_ARGUMENT;
+  }
+  {
+    MutexLock ports_lock(&ports_lock_);
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->state != Port::kUninitialized) {
+      return ERROR_PORT_STATE_UNEXPECTED;
+    }
+    port->state = Port::kReceiving;
+    UpdatePortPeerAddress(port_ref.name(), port, peer_node_name,
+                          peer_port_name);
+    port->prev_node_name = prev_node_name;
+    port->prev_port_name = prev_port_name;
+  }
+  delegate_->PortStatusChanged(port_ref);
+  return OK;
+}
+
+int Node::CreatePortPair(PortRef* port0_ref, PortRef* port1_ref) {
+  int rv = CreateUninitializedPort(port0_ref);
+  if (rv != OK)
+    return rv;
+  rv = CreateUninitializedPort(port1_ref);
+  if (rv != OK)
+    return rv;
+  rv = InitializePort(*port0_ref, name_, port1_ref->name(), name_,
+                      port1_ref->name());
+  if (rv != OK)
+    return rv;
+  return InitializePort(*port1_ref, name_, port0_ref->name(), name_,
+                        port0_ref->name());
+}
+
+int Node::SetUserData(const PortRef& port_ref, std::shared_ptr<UserData> data) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  SinglePortLocker locker(&port_ref);
+  if (locker.port()->state == Port::kClosed) {
+    return ERROR_PORT_STATE_UNEXPECTED;
+  }
+  locker.port()->user_data = std::move(data);
+  return OK;
+}
+
+int Node::GetUserData(const PortRef& port_ref,
+                      std::shared_ptr<UserData>* data) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  SinglePortLocker locker(&port_ref);
+  if (locker.port()->state == Port::kClosed) {
+    return ERROR_PORT_STATE_UNEXPECTED;
+  }
+  *data = locker.port()->user_data;
+  return OK;
+}
+
+int Node::ClosePort(const PortRef& port_ref) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  std::vector<std::unique_ptr<UserMessageEvent>> undelivered_messages;
+  NodeName peer_node_name;
+  PortName peer_port_name;
+  uint64_t last_sequence_num = 0;
+  uint64_t sequence_num = 0;
+  bool was_initialized = false;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    switch (port->state) {
+      case Port::kUninitialized:
+        port->state = Port::kClosed;
+        break;
+      case Port::kReceiving:
+        was_initialized = true;
+        port->state = Port::kClosed;
+        // The peer may consume everything we sent before it sees closure.
+        last_sequence_num = port->next_sequence_num_to_send - 1;
+        peer_node_name = port->peer_node_name;
+        peer_port_name = port->peer_port_name;
+        sequence_num = port->next_control_sequence_num_to_send++;
+        // Unread messages may carry ports that would otherwise leak.
+        port->message_queue.TakeAllMessages(&undelivered_messages);
+        port->TakePendingMessages(&undelivered_messages);
+        break;
+      default:
+        return ERROR_PORT_STATE_UNEXPECTED;
+    }
+  }
+  ErasePort(port_ref.name());
+  if (was_initialized) {
+    delegate_->ForwardEvent(
+        peer_node_name,
+        std::make_unique<ObserveClosureEvent>(peer_port_name, port_ref.name(),
+                                              sequence_num, last_sequence_num));
+    ClosePortsInMessages(undelivered_messages);
+  }
+  return OK;
+}
+
+int Node::GetStatus(const PortRef& port_ref, PortStatus* port_status) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  SinglePortLocker locker(&port_ref);
+  Port* port = locker.port();
+  if (port->state != Port::kReceiving)
+    return ERROR_PORT_STATE_UNEXPECTED;
+  port_status->has_messages = port->message_queue.HasNextMessage();
+  port_status->receiving_messages = CanAcceptMoreMessages(port);
+  port_status->peer_closed = port->peer_closed;
+  port_status->peer_remote = port->peer_node_name != name_;
+  port_status->queued_message_count =
+      port->message_queue.queued_message_count();
+  port_status->queued_num_bytes = port->message_queue.queued_num_bytes();
+  port_status->unacknowledged_message_count =
+      port->next_sequence_num_to_send - port->last_sequence_num_acknowledged -
+      1;
+  return OK;
+}
+
+int Node::GetMessage(const PortRef& port_ref,
+                     std::unique_ptr<UserMessageEvent>* message,
+                     MessageFilter* filter) {
+  message->reset();
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  NodeName peer_node_name;
+  ScopedEvent ack_event;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->state != Port::kReceiving)
+      return ERROR_PORT_STATE_UNEXPECTED;
+    // Everything the peer sent is read before closure is reported.
+    if (!CanAcceptMoreMessages(port))
+      return ERROR_PORT_PEER_CLOSED;
+    port->message_queue.GetNextMessage(message, filter);
+    if (*message) {
+      if ((*message)->sequence_num() == port->sequence_num_to_acknowledge) {
+        peer_node_name = port->peer_node_name;
+        ack_event = std::make_unique<UserMessageReadAckEvent>(
+            port->peer_port_name, port_ref.name(),
+            port->next_control_sequence_num_to_send++,
+            port->sequence_num_to_acknowledge);
+      }
+      port->message_queue.MessageProcessed();
+    }
+  }
+  if (ack_event)
+    delegate_->ForwardEvent(peer_node_name, std::move(ack_event));
+  if (*message) {
+    // Ports carried by the message may announce their own messages now that
+    // the embedder can see them.
+    for (size_t i = 0; i < (*message)->num_ports(); ++i) {
+      PortRef new_port_ref;
+      if (GetPort((*message)->ports()[i], &new_port_ref) != OK)
+        continue;
+      SinglePortLocker locker(&new_port_ref);
+      locker.port()->message_queue.set_signalable(true);
+    }
+    // The embedder may send this event again from another port.
+    (*message)->set_sequence_num(0);
+  }
+  return OK;
+}
+
+int Node::SendUserMessage(const PortRef& port_ref,
+                          std::unique_ptr<UserMessageEvent> message) {
+  if (!message)
+    return ERROR_INVALID_ARGUMENT;
+  int rv = SendUserMessageInternal(port_ref, &message);
+  if (rv != OK && message) {
+    // The message is not going anywhere: its ports would leak. Never close
+    // the sending port itself, even if it was (wrongly) attached.
+    for (size_t i = 0; i < message->num_ports(); ++i) {
+      if (message->ports()[i] == port_ref.name())
+        continue;
+      PortRef attached;
+      if (GetPort(message->ports()[i], &attached) == OK)
+        ClosePort(attached);
+    }
+  }
+  return rv;
+}
+
+int Node::SendUserMessageInternal(const PortRef& port_ref,
+                                  std::unique_ptr<UserMessageEvent>* message) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  UserMessageEvent* m = message->get();
+  for (size_t i = 0; i < m->num_ports(); ++i) {
+    if (m->ports()[i] == port_ref.name())
+      return ERROR_PORT_CANNOT_SEND_SELF;
+  }
+  NodeName target_node;
+  int rv = PrepareToForwardUserMessage(port_ref, Port::kReceiving,
+                                       /*ignore_closed_peer=*/false, m,
+                                       &target_node);
+  if (rv != OK)
+    return rv;
+  // Routing is decided: whatever happens to the message from here on is a
+  // transport matter the caller cannot fix, so the send succeeded.
+  if (target_node != name_) {
+    delegate_->ForwardEvent(target_node, std::move(*message));
+    return OK;
+  }
+  AcceptResult result = AcceptEvent(name_, std::move(*message));
+  if (result.violation()) {
+    SHMPORTS_LOG_REPEATED("ports.local_accept", kWarning,
+                          "local delivery on node %s: %s",
+                          name_.ToString().c_str(), result.ToString().c_str());
+  }
+  return OK;
+}
+
+int Node::SetAcknowledgeRequestInterval(
+    const PortRef& port_ref,
+    uint64_t sequence_num_acknowledge_interval) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  NodeName peer_node_name;
+  ScopedEvent ack_request_event;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->state != Port::kReceiving)
+      return ERROR_PORT_STATE_UNEXPECTED;
+    port->sequence_num_acknowledge_interval = sequence_num_acknowledge_interval;
+    if (sequence_num_acknowledge_interval == 0)
+      return OK;
+    peer_node_name = port->peer_node_name;
+    ack_request_event = std::make_unique<UserMessageReadAckRequestEvent>(
+        port->peer_port_name, port_ref.name(),
+        port->next_control_sequence_num_to_send++,
+        port->last_sequence_num_acknowledged +
+            sequence_num_acknowledge_interval);
+  }
+  delegate_->ForwardEvent(peer_node_name, std::move(ack_request_event));
+  return OK;
+}
+
+AcceptResult Node::AcceptEvent(const NodeName& from_node, ScopedEvent event) {
+  if (!event)
+    return AcceptResult::Violation("null event");
+  PortRef port_ref;
+  GetPort(event->port_name(), &port_ref);
+
+  if (!IsSequencedEvent(*event) || !port_ref.is_valid()) {
+    return HandleEvent(from_node, port_ref, std::move(event));
+  }
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (!port->IsNextEvent(from_node, *event)) {
+      // Early, or from a sender that is not (yet) our previous peer: keep it
+      // until its turn.
+      if (!port->BufferEvent(from_node, std::move(event),
+                             options_.limits.max_buffered_events_per_port)) {
+        return AcceptResult::Violation(
+            "too many early events buffered on one port");
+      }
+      return AcceptResult::Ok();
+    }
+  }
+  AcceptResult result = HandleEvent(from_node, port_ref, std::move(event));
+  // The receive counter moves only after the handler ran: a concurrent
+  // delivery of the next event sees "not next", buffers it, and this loop
+  // picks it up — so sequenced events on a port never run concurrently.
+  for (;;) {
+    ScopedEvent next_event;
+    NodeName next_from_node;
+    {
+      SinglePortLocker locker(&port_ref);
+      Port* port = locker.port();
+      port->next_control_sequence_num_to_receive++;
+      port->NextEvent(&next_from_node, &next_event);
+    }
+    if (!next_event)
+      break;
+    // Results of events drained from the buffer are not the caller's: the
+    // sender of this event did nothing wrong.
+    AcceptResult drained =
+        HandleEvent(next_from_node, port_ref, std::move(next_event));
+    if (drained.violation()) {
+      SHMPORTS_LOG_REPEATED("ports.buffered_violation", kWarning,
+                            "buffered event from node %s: %s",
+                            next_from_node.ToString().c_str(),
+                            drained.ToString().c_str());
+    }
+  }
+  return result;
+}
+
+AcceptResult Node::HandleEvent(const NodeName& from_node,
+                               const PortRef& port_ref,
+                               ScopedEvent event) {
+  switch (event->type()) {
+    case EventType::kUserMessage:
+      return OnUserMessage(port_ref, from_node,
+                           EventCast<UserMessageEvent>(&event));
+    case EventType::kPortAccepted:
+      return OnPortAccepted(port_ref, from_node);
+    case EventType::kObserveProxy:
+      return OnObserveProxy(port_ref, from_node,
+                            EventCast<ObserveProxyEvent>(&event));
+    case EventType::kObserveProxyAck: {
+      auto ack = EventCast<ObserveProxyAckEvent>(&event);
+      return OnObserveProxyAck(port_ref, ack->last_sequence_num());
+    }
+    case EventType::kObserveClosure:
+      return OnObserveClosure(port_ref, EventCast<ObserveClosureEvent>(&event));
+    case EventType::kMergePort:
+      return OnMergePort(port_ref, from_node,
+                         EventCast<MergePortEvent>(&event));
+    case EventType::kUserMessageReadAckRequest:
+      return OnUserMessageReadAckRequest(
+          port_ref, EventCast<UserMessageReadAckRequestEvent>(&event));
+    case EventType::kUserMessageReadAck:
+      return OnUserMessageReadAck(port_ref,
+                                  EventCast<UserMessageReadAckEvent>(&event));
+    case EventType::kUpdatePreviousPeer:
+      return OnUpdatePreviousPeer(port_ref,
+                                  EventCast<UpdatePreviousPeerEvent>(&event));
+  }
+  return AcceptResult::Violation("unknown event type");
+}
+
+AcceptResult Node::OnUserMessage(const PortRef& port_ref,
+                                 const NodeName& from_node,
+                                 std::unique_ptr<UserMessageEvent> message) {
+  if (from_node != name_) {
+    // Check the whole port list before creating any port, so a bad message
+    // leaves nothing behind.
+    size_t n = message->num_ports();
+    if (n > options_.limits.max_attached_ports_per_message) {
+      return AcceptResult::Violation("too many ports attached to a message");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const PortName& name = message->ports()[i];
+      const PortDescriptor& d = message->port_descriptors()[i];
+      if (!name.is_valid() || !d.peer_node_name.is_valid() ||
+          !d.peer_port_name.is_valid() || !d.referring_port_name.is_valid()) {
+        return AcceptResult::Violation("attached port with an invalid name");
+      }
+      if (d.referring_node_name != from_node) {
+        return AcceptResult::Violation(
+            "attached port refers to a node other than the sender");
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (message->ports()[j] == name) {
+          return AcceptResult::Violation("duplicate attached port name");
+        }
+      }
+    }
+    // Even if the target cannot take the message, the ports must exist here
+    // so that their routes can be closed properly.
+    for (size_t i = 0; i < n; ++i) {
+      if (AcceptPort(message->ports()[i], message->port_descriptors()[i]) !=
+          OK) {
+        for (size_t j = 0; j < i; ++j) {
+          PortRef accepted;
+          if (GetPort(message->ports()[j], &accepted) == OK) {
+            ClosePort(accepted);
+          }
+        }
+        return AcceptResult::Violation(
+            "attached port name already exists on this node");
+      }
+    }
+  }
+
+  bool has_next_message = false;
+  bool message_accepted = false;
+  bool should_forward_messages = false;
+  if (port_ref.is_valid()) {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    // After the last expected message nothing more is taken.
+    if (CanAcceptMoreMessages(port)) {
+      message_accepted = true;
+      port->message_queue.AcceptMessage(std::move(message), &has_next_message);
+      if (port->state == Port::kBuffering) {
+        has_next_message = false;
+      } else if (port->state == Port::kProxying) {
+        has_next_message = false;
+        should_forward_messages = true;
+      }
+    }
+  }
+  if (should_forward_messages) {
+    ForwardUserMessagesFromProxy(port_ref);
+    TryRemoveProxy(port_ref);
+  }
+  if (!message_accepted) {
+    // The ports carried by a message nobody will read are orphans.
+    for (size_t i = 0; i < message->num_ports(); ++i) {
+      PortRef attached;
+      if (GetPort(message->ports()[i], &attached) == OK)
+        ClosePort(attached);
+    }
+    return port_ref.is_valid()
+               ? AcceptResult::Ignored("port no longer takes messages")
+               : kUnknownPort;
+  }
+  if (has_next_message)
+    delegate_->PortStatusChanged(port_ref);
+  return AcceptResult::Ok();
+}
+
+int Node::AcceptPort(const PortName& port_name,
+                     const PortDescriptor& port_descriptor) {
+  auto port =
+      std::make_shared<Port>(port_descriptor.next_sequence_num_to_send,
+                             port_descriptor.next_sequence_num_to_receive);
+  port->state = Port::kReceiving;
+  port->peer_node_name = port_descriptor.peer_node_name;
+  port->peer_port_name = port_descriptor.peer_port_name;
+  port->prev_node_name = port_descriptor.referring_node_name;
+  port->prev_port_name = port_descriptor.referring_port_name;
+  port->last_sequence_num_to_receive =
+      port_descriptor.last_sequence_num_to_receive;
+  port->peer_closed = port_descriptor.peer_closed;
+  // Silent until the message that carries it is read (see GetMessage).
+  port->message_queue.set_signalable(false);
+  int rv = AddPortWithName(port_name, std::move(port));
+  if (rv != OK)
+    return rv;
+  // The referring port may now forward to us.
+  delegate_->ForwardEvent(port_descriptor.referring_node_name,
+                          std::make_unique<PortAcceptedEvent>(
+                              port_descriptor.referring_port_name,
+                              kInvalidPortName, kInvalidSequenceNum));
+  return OK;
+}
+
+AcceptResult Node::OnPortAccepted(const PortRef& port_ref,
+                                  const NodeName& from_node) {
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    // Only the node we sent the port to can accept it.
+    if (port->state == Port::kBuffering && port->peer_node_name != from_node) {
+      return AcceptResult::Violation("PortAccepted not from the port's peer");
+    }
+    if (port->state == Port::kClosed) {
+      return AcceptResult::Ignored("PortAccepted for a dead proxy");
+    }
+  }
+  if (BeginProxying(port_ref) != OK) {
+    return AcceptResult::Violation("PortAccepted for a port not buffering");
+  }
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnObserveProxy(const PortRef& port_ref,
+                                  const NodeName& from_node,
+                                  std::unique_ptr<ObserveProxyEvent> event) {
+  if (!event->port_name().is_valid()) {
+    // Broadcast: a proxy died with its node's link; ports pointing at it
+    // treat that as peer closure. Only the proxy's own node may say so —
+    // believing any sender would let one node cut every route to another.
+    if (event->proxy_node_name() != from_node) {
+      return AcceptResult::Violation(
+          "broadcast ObserveProxy names a proxy on another node");
+    }
+    DestroyAllPortsWithPeer(event->proxy_node_name(), event->proxy_port_name());
+    return AcceptResult::Ok();
+  }
+  // The port may have closed already; its ObserveClosure will tell the rest.
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+
+  bool peer_changed = false;
+  ScopedEvent event_to_forward;
+  NodeName event_target_node;
+  {
+    MutexLock ports_lock(&ports_lock_);
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->peer_node_name == event->proxy_node_name() &&
+        port->peer_port_name == event->proxy_port_name()) {
+      if (port->state == Port::kReceiving) {
+        // Ack on the old stream, then skip the proxy.
+        uint64_t seq = port->next_control_sequence_num_to_send++;
+        UpdatePortPeerAddress(port_ref.name(), port,
+                              event->proxy_target_node_name(),
+                              event->proxy_target_port_name());
+        event_target_node = event->proxy_node_name();
+        event_to_forward = std::make_unique<ObserveProxyAckEvent>(
+            event->proxy_port_name(), port_ref.name(), seq,
+            port->next_sequence_num_to_send - 1);
+        peer_changed = true;
+      } else {
+        // A proxy cannot name its last sequence number; ask the proxy to
+        // retry once we are gone (avoids a busy retry loop).
+        port->send_on_proxy_removal.emplace(
+            event->proxy_node_name(),
+            std::make_unique<ObserveProxyAckEvent>(
+                event->proxy_port_name(), port_ref.name(), kInvalidSequenceNum,
+                kInvalidSequenceNum));
+      }
+    } else {
+      // Pass it along the route until it reaches the port referring to the
+      // proxy.
+      event_target_node = port->peer_node_name;
+      event->set_port_name(port->peer_port_name);
+      event->set_from_port(port_ref.name());
+      event->set_control_sequence_num(
+          port->next_control_sequence_num_to_send++);
+      if (port->state == Port::kBuffering) {
+        port->control_message_queue.emplace_back(event_target_node,
+                                                 std::move(event));
+      } else {
+        event_to_forward = std::move(event);
+      }
+    }
+  }
+  if (event_to_forward) {
+    delegate_->ForwardEvent(event_target_node, std::move(event_to_forward));
+  }
+  if (peer_changed) {
+    // The bypassed proxy may have eaten an ack or a request.
+    MaybeResendAck(port_ref);
+    MaybeResendAckRequest(port_ref);
+    delegate_->PortStatusChanged(port_ref);
+  }
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnObserveProxyAck(const PortRef& port_ref,
+                                     uint64_t last_sequence_num) {
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  bool try_remove_proxy_immediately = false;
+  bool erase_port = false;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->state == Port::kProxying) {
+      // An invalid number asks us to announce ourselves again later.
+      try_remove_proxy_immediately = last_sequence_num != kInvalidSequenceNum;
+      if (try_remove_proxy_immediately) {
+        port->remove_proxy_on_last_message = true;
+        port->last_sequence_num_to_receive = last_sequence_num;
+      }
+    } else if (port->state == Port::kClosed) {
+      erase_port = true;
+    } else {
+      return AcceptResult::Violation("ObserveProxyAck to a port not proxying");
+    }
+  }
+  if (erase_port) {
+    ErasePort(port_ref.name());
+    return AcceptResult::Ok();
+  }
+  if (try_remove_proxy_immediately) {
+    TryRemoveProxy(port_ref);
+  } else {
+    InitiateProxyRemoval(port_ref);
+  }
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnObserveClosure(
+    const PortRef& port_ref,
+    std::unique_ptr<ObserveClosureEvent> event) {
+  // Normal once the closure has travelled past the closed end.
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  bool notify_delegate = false;
+  bool try_remove_proxy = false;
+  bool erase_port = false;
+  NodeName peer_node_name;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    port->peer_closed = true;
+    port->last_sequence_num_to_receive = event->last_sequence_num();
+    if (port->state == Port::kReceiving) {
+      notify_delegate = true;
+      // Beyond the receiving port the event only reaches dead-end proxies of
+      // the other half of the cycle; tell them our last message.
+      event->set_last_sequence_num(port->next_sequence_num_to_send - 1);
+      // Closure acknowledges everything we sent.
+      port->last_sequence_num_acknowledged =
+          port->next_sequence_num_to_send - 1;
+    } else if (port->state == Port::kClosed) {
+      // The answer a zombie was waiting for.
+      erase_port = true;
+    } else {
+      port->remove_proxy_on_last_message = true;
+      if (port->state == Port::kProxying)
+        try_remove_proxy = true;
+    }
+    event->set_port_name(port->peer_port_name);
+    event->set_from_port(port_ref.name());
+    event->set_control_sequence_num(port->next_control_sequence_num_to_send++);
+    peer_node_name = port->peer_node_name;
+    if (port->state == Port::kBuffering) {
+      port->control_message_queue.emplace_back(peer_node_name,
+                                               std::move(event));
+    }
+  }
+  if (try_remove_proxy)
+    TryRemoveProxy(port_ref);
+  if (erase_port)
+    ErasePort(port_ref.name());
+  if (event)
+    delegate_->ForwardEvent(peer_node_name, std::move(event));
+  if (notify_delegate)
+    delegate_->PortStatusChanged(port_ref);
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnUserMessageReadAckRequest(
+    const PortRef& port_ref,
+    std::unique_ptr<UserMessageReadAckRequestEvent> event) {
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  NodeName peer_node_name;
+  ScopedEvent event_to_send;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    peer_node_name = port->peer_node_name;
+    if (port->state == Port::kProxying) {
+      event->set_port_name(port->peer_port_name);
+      event->set_from_port(port_ref.name());
+      event->set_control_sequence_num(
+          port->next_control_sequence_num_to_send++);
+      event_to_send = std::move(event);
+    } else if (port->state != Port::kClosed) {
+      uint64_t requested = event->sequence_num_to_acknowledge();
+      uint64_t current = port->message_queue.next_sequence_num() - 1;
+      if (current >= requested) {
+        event_to_send = std::make_unique<UserMessageReadAckEvent>(
+            port->peer_port_name, port_ref.name(),
+            port->next_control_sequence_num_to_send++, current);
+        if (port->state == Port::kBuffering) {
+          port->control_message_queue.emplace_back(peer_node_name,
+                                                   std::move(event_to_send));
+        }
+        // A late request must not lower a pending future one.
+        if (current > port->sequence_num_to_acknowledge) {
+          port->sequence_num_to_acknowledge = current;
+        }
+      } else if (port->sequence_num_to_acknowledge <= current ||
+                 port->sequence_num_to_acknowledge > requested) {
+        // Requests may arrive out of order; the earliest future one wins.
+        port->sequence_num_to_acknowledge = requested;
+      }
+    }
+  }
+  if (event_to_send) {
+    delegate_->ForwardEvent(peer_node_name, std::move(event_to_send));
+  }
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnUserMessageReadAck(
+    const PortRef& port_ref,
+    std::unique_ptr<UserMessageReadAckEvent> event) {
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  NodeName peer_node_name;
+  ScopedEvent ack_request_event;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    uint64_t acked = event->sequence_num_acknowledged();
+    if (acked >= port->next_sequence_num_to_send) {
+      // A receiving port knows every number it sent. A proxy does not (the
+      // moved port kept numbering), so there it is just stale.
+      if (port->state == Port::kReceiving) {
+        return AcceptResult::Violation("read ack for a message never sent");
+      }
+      return AcceptResult::Ignored("read ack at a proxy");
+    }
+    if (acked <= port->last_sequence_num_acknowledged) {
+      return AcceptResult::Ignored("late or duplicate read ack");
+    }
+    port->last_sequence_num_acknowledged = acked;
+    if (port->sequence_num_acknowledge_interval != 0 && !port->peer_closed &&
+        port->state == Port::kReceiving) {
+      peer_node_name = port->peer_node_name;
+      ack_request_event = std::make_unique<UserMessageReadAckRequestEvent>(
+          port->peer_port_name, port_ref.name(),
+          port->next_control_sequence_num_to_send++,
+          port->last_sequence_num_acknowledged +
+              port->sequence_num_acknowledge_interval);
+    }
+  }
+  if (ack_request_event) {
+    delegate_->ForwardEvent(peer_node_name, std::move(ack_request_event));
+  }
+  delegate_->PortStatusChanged(port_ref);
+  return AcceptResult::Ok();
+}
+
+AcceptResult Node::OnUpdatePreviousPeer(
+    const PortRef& port_ref,
+    std::unique_ptr<UpdatePreviousPeerEvent> event) {
+  if (!port_ref.is_valid())
+    return kUnknownPort;
+  if (!event->new_node_name().is_valid() ||
+      !event->new_port_name().is_valid()) {
+    return AcceptResult::Violation("UpdatePreviousPeer to an invalid name");
+  }
+  SinglePortLocker locker(&port_ref);
+  Port* port = locker.port();
+  port->prev_node_name = event->new_node_name();
+  port->prev_port_name = event->new_port_name();
+  // AcceptEvent increments after the handler: the new sender starts at 1.
+  port->next_control_sequence_num_to_receive = kInitialSequenceNum - 1;
+  return AcceptResult::Ok();
+}
+
+int Node::AllowPortMerge(const PortRef& port_ref,
+                         const NodeName& allowed_node) {
+  if (!port_ref.is_valid())
+    return ERROR_INVALID_ARGUMENT;
+  SinglePortLocker locker(&port_ref);
+  Port* port = locker.port();
+  if (port->state != Port::kReceiving)
+    return ERROR_PORT_STATE_UNEXPECTED;
+  port->pending_merge_peer = true;
+  port->pending_merge_peer_node = allowed_node;
+  return OK;
+}
+
+NodeStats Node::GetStats() {
+  NodeStats stats;
+  MutexLock lock(&ports_lock_);
+  for (auto& [name, port] : ports_) {
+    PortRef ref(name, port);
+    SinglePortLocker locker(&ref);
+    Port* p = locker.port();
+    ++stats.ports;
+    switch (p->state) {
+      case Port::kUninitialized:
+        ++stats.uninitialized;
+        break;
+      case Port::kReceiving:
+        ++stats.receiving;
+        break;
+      case Port::kBuffering:
+        ++stats.buffering;
+        break;
+      case Port::kProxying:
+        ++stats.proxying;
+        break;
+      case Port::kClosed:
+        ++stats.zombies;
+        break;
+    }
+    stats.queued_messages += p->message_queue.queued_message_count();
+    stats.queued_message_bytes += p->message_queue.queued_num_bytes();
+    stats.buffered_events +=
+        p->buffered_event_count() + p->control_message_queue.size();
+    stats.buffered_event_bytes += p->buffered_event_bytes();
+    for (const auto& entry : p->control_message_queue) {
+      stats.buffered_event_bytes += entry.second->GetSerializedSize();
+    }
+  }
+  stats.proxies = stats.buffering + stats.proxying;
+  return stats;
+}
+
+int Node::AddPortWithName(const PortName& port_name,
+                          std::shared_ptr<Port> port) {
+  MutexLock lock(&ports_lock_);
+  if (ports_.count(port_name) != 0)
+    return ERROR_PORT_EXISTS;
+  if (port->peer_port_name.is_valid()) {
+    peer_port_maps_[port->peer_node_name][port->peer_port_name].insert(
+        port_name);
+  }
+  ports_.emplace(port_name, std::move(port));
+  return OK;
+}
+
+void Node::ErasePort(const PortName& port_name) {
+  std::shared_ptr<Port> port;
+  {
+    MutexLock lock(&ports_lock_);
+    auto it = ports_.find(port_name);
+    if (it == ports_.end())
+      return;
+    port = std::move(it->second);
+    ports_.erase(it);
+    RemoveFromPeerPortMap(port_name, port.get());
+  }
+  // Messages are destroyed outside every lock.
+  std::vector<std::unique_ptr<UserMessageEvent>> messages;
+  PortRef ref(port_name, std::move(port));
+  SinglePortLocker locker(&ref);
+  locker.port()->message_queue.TakeAllMessages(&messages);
+}
+
+void Node::UpdatePortPeerAddress(const PortName& local_port_name,
+                                 Port* local_port,
+                                 const NodeName& new_peer_node,
+                                 const PortName& new_peer_port) {
+  RemoveFromPeerPortMap(local_port_name, local_port);
+  local_port->peer_node_name = new_peer_node;
+  local_port->peer_port_name = new_peer_port;
+  local_port->next_control_sequence_num_to_send = kInitialSequenceNum;
+  if (new_peer_port.is_valid()) {
+    peer_port_maps_[new_peer_node][new_peer_port].insert(local_port_name);
+  }
+}
+
+void Node::RemoveFromPeerPortMap(const PortName& local_port_name,
+                                 Port* local_port) {
+  if (!local_port->peer_port_name.is_valid())
+    return;
+  auto node_it = peer_port_maps_.find(local_port->peer_node_name);
+  if (node_it == peer_port_maps_.end())
+    return;
+  auto& node_map = node_it->second;
+  auto port_it = node_map.find(local_port->peer_port_name);
+  if (port_it == node_map.end())
+    return;
+  port_it->second.erase(local_port_name);
+  if (port_it->second.empty())
+    node_map.erase(port_it);
+  if (node_map.empty())
+    peer_port_maps_.erase(node_it);
+}
+
+void Node::SwapPortPeers(const PortName& port0_name,
+                         Port* port0,
+                         const PortName& port1_name,
+                         Port* port1) {
+  RemoveFromPeerPortMap(port0_name, port0);
+  RemoveFromPeerPortMap(port1_name, port1);
+  std::swap(port0->peer_node_name, port1->peer_node_name);
+  std::swap(port0->peer_port_name, port1->peer_port_name);
+  if (port0->peer_port_name.is_valid()) {
+    peer_port_maps_[port0->peer_node_name][port0->peer_port_name].insert(
+        port0_name);
+  }
+  if (port1->peer_port_name.is_valid()) {
+    peer_port_maps_[port1->peer_node_name][port1->peer_port_name].insert(
+        port1_name);
+  }
+}
+
+void Node::ClosePortsInMessages(
+    const std::vector<std::unique_ptr<UserMessageEvent>>& messages) {
+  for (const auto& message : messages) {
+    for (size_t i = 0; i < message->num_ports(); ++i) {
+      PortRef ref;
+      if (GetPort(message->ports()[i], &ref) == OK)
+        ClosePort(ref);
+    }
+  }
+}
+
+void Node::SendUpdatePreviousPeer(const PendingUpdatePreviousPeer& update) {
+  delegate_->ForwardEvent(
+      update.receiver, std::make_unique<UpdatePreviousPeerEvent>(
+                           update.port, update.from_port, update.sequence_num,
+                           update.new_prev_node, update.new_prev_port));
+}
+
+}  // namespace shmports::ports

@@ -1,0 +1,69 @@
+#include "core/ports/port.h"
+
+namespace shmports::ports {
+
+Port::Port(uint64_t next_sequence_num_to_send,
+           uint64_t next_sequence_num_to_receive)
+    : next_sequence_num_to_send(next_sequence_num_to_send),
+      last_sequence_num_acknowledged(next_sequence_num_to_send - 1),
+      message_queue(next_sequence_num_to_receive) {}
+
+Port::~Port() = default;
+
+bool Port::IsNextEvent(const NodeName& from_node, const Event& event) const {
+  return from_node == prev_node_name && event.from_port() == prev_port_name &&
+         event.control_sequence_num() == next_control_sequence_num_to_receive;
+}
+
+bool Port::BufferEvent(const NodeName& from_node,
+                       ScopedEvent event,
+                       size_t max_buffered) {
+  if (buffered_event_count_ >= max_buffered)
+    return false;
+  auto& queue = control_event_queues_[{from_node, event->from_port()}];
+  uint64_t seq = event->control_sequence_num();
+  size_t bytes = event->GetSerializedSize();
+  // A duplicate number from the same sender replaces nothing: the first one
+  // stays (an honest sender never repeats a number).
+  if (!queue.emplace(seq, std::make_pair(from_node, std::move(event))).second) {
+    return true;
+  }
+  ++buffered_event_count_;
+  buffered_event_bytes_ += bytes;
+  return true;
+}
+
+void Port::NextEvent(NodeName* from_node, ScopedEvent* event) {
+  auto it = control_event_queues_.find({prev_node_name, prev_port_name});
+  if (it == control_event_queues_.end())
+    return;
+  auto& queue = it->second;
+  auto head = queue.begin();
+  if (head == queue.end() ||
+      head->first != next_control_sequence_num_to_receive) {
+    return;
+  }
+  *from_node = head->second.first;
+  *event = std::move(head->second.second);
+  queue.erase(head);
+  if (queue.empty())
+    control_event_queues_.erase(it);
+  --buffered_event_count_;
+  buffered_event_bytes_ -= (*event)->GetSerializedSize();
+}
+
+void Port::TakePendingMessages(
+    std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
+  for (auto& [key, queue] : control_event_queues_) {
+    for (auto& [seq, entry] : queue) {
+      if (entry.second->type() == EventType::kUserMessage) {
+        messages->push_back(EventCast<UserMessageEvent>(&entry.second));
+      }
+    }
+  }
+  control_event_queues_.clear();
+  buffered_event_count_ = 0;
+  buffered_event_bytes_ = 0;
+}
+
+}  // namespace shmports::ports

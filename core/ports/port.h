@@ -1,0 +1,120 @@
+// Port: one endpoint of a route, with all of Mojo's per-port state.
+//
+// A Port is owned by shared_ptr: the node's port table holds one reference
+// and every PortRef another, so a PortRef keeps the object alive after the
+// port has been erased (operations then see kClosed or the state it had).
+//
+// States (§3.2 of the protocol notes):
+//   kUninitialized → kReceiving   InitializePort
+//   kReceiving → kBuffering       sent to another node / MergePorts
+//   kBuffering → kProxying        PortAccepted arrived
+//   kReceiving → kProxying        merged (MergePortsInternal)
+//   kReceiving → kClosed          ClosePort (then erased)
+//   kBuffering/kProxying → kClosed  its peer's node was lost: a zombie kept in
+//                                 the table until ObserveClosure or
+//                                 ObserveProxyAck reaches it
+//   kProxying → (erased)          TryRemoveProxy after the last message
+//
+// Locking: every field is guarded by `lock_`, which is taken only through
+// PortLocker / SinglePortLocker (several ports at once in name order). The
+// fields are not GUARDED_BY-annotated because the static analysis cannot
+// follow a lock chosen at run time; Node's functions that touch them take a
+// `Port*` obtained from a locker, which is the proof of locking.
+#ifndef SHMPORTS_CORE_PORTS_PORT_H_
+#define SHMPORTS_CORE_PORTS_PORT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "core/base/mutex.h"
+#include "core/ports/event.h"
+#include "core/ports/message_queue.h"
+#include "core/ports/name.h"
+
+namespace shmports::ports {
+
+// Opaque embedder data attached to a port (Node::SetUserData).
+class UserData {
+ public:
+  virtual ~UserData() = default;
+};
+
+class Port {
+ public:
+  enum State {
+    kUninitialized,
+    kReceiving,
+    kBuffering,
+    kProxying,
+    kClosed,
+  };
+
+  Port(uint64_t next_sequence_num_to_send,
+       uint64_t next_sequence_num_to_receive);
+  Port(const Port&) = delete;
+  Port& operator=(const Port&) = delete;
+  ~Port();
+
+  // Sequenced-event bookkeeping (§4.5). All require the port lock.
+  //
+  // True when `event` from `from_node` is the next one expected from the
+  // current previous peer.
+  bool IsNextEvent(const NodeName& from_node, const Event& event) const;
+  // Keeps an early event until its turn. Returns false (event dropped) when
+  // the buffer for that sender already holds `max_buffered` events.
+  bool BufferEvent(const NodeName& from_node,
+                   ScopedEvent event,
+                   size_t max_buffered);
+  // Pops the buffered event that is next from the current previous peer, if
+  // any.
+  void NextEvent(NodeName* from_node, ScopedEvent* event);
+  // Takes out every buffered user message (their ports must be closed) and
+  // drops the other buffered events.
+  void TakePendingMessages(
+      std::vector<std::unique_ptr<UserMessageEvent>>* messages);
+  // Buffered early events and their serialised size, for Node::GetStats.
+  size_t buffered_event_count() const { return buffered_event_count_; }
+  size_t buffered_event_bytes() const { return buffered_event_bytes_; }
+
+  State state = kUninitialized;
+  NodeName peer_node_name;
+  PortName peer_port_name;
+  NodeName prev_node_name;
+  PortName prev_port_name;
+  bool pending_merge_peer = false;
+  NodeName pending_merge_peer_node;
+  uint64_t next_control_sequence_num_to_send = kInitialSequenceNum;
+  uint64_t next_control_sequence_num_to_receive = kInitialSequenceNum;
+  uint64_t next_sequence_num_to_send;
+  uint64_t last_sequence_num_acknowledged;
+  uint64_t sequence_num_acknowledge_interval = 0;
+  uint64_t last_sequence_num_to_receive = 0;
+  uint64_t sequence_num_to_acknowledge = 0;
+  MessageQueue message_queue;
+  // Control events produced while kBuffering, sent in order by BeginProxying.
+  std::vector<std::pair<NodeName, ScopedEvent>> control_message_queue;
+  // At most one event to send when this proxy is removed.
+  std::optional<std::pair<NodeName, ScopedEvent>> send_on_proxy_removal;
+  std::shared_ptr<UserData> user_data;
+  bool remove_proxy_on_last_message = false;
+  bool peer_closed = false;
+  bool peer_lost_unexpectedly = false;
+
+  Mutex lock_;
+
+ private:
+  using SenderKey = std::pair<NodeName, PortName>;
+  // Per sender, events ordered by control sequence number.
+  std::map<SenderKey, std::map<uint64_t, std::pair<NodeName, ScopedEvent>>>
+      control_event_queues_;
+  size_t buffered_event_count_ = 0;
+  size_t buffered_event_bytes_ = 0;
+};
+
+}  // namespace shmports::ports
+
+#endif  // SHMPORTS_CORE_PORTS_PORT_H_
