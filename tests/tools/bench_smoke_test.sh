@@ -1,0 +1,90 @@
+#!/bin/sh
+# Usage: bench_smoke_test.sh PATH/TO/shmports_bench
+# Smoke test of the cross-process benchmark harness (speed is never
+# asserted, only that it measures):
+#  1. a --quick --json run succeeds, reports every baseline with positive
+#     figures over at least three repetitions, states its pinning, and
+#     leaves nothing in /dev/shm;
+#  2. each of the harness's checks can fail: a flipped payload byte and a
+#     dropped message are reported as verification failures, and a peer
+#     that stops answering is killed by the watchdog (exit status 3) with
+#     its message_queue names removed from /dev/shm.
+set -eu
+bench=$1
+command -v jq >/dev/null 2>&1 || { echo "SKIP: jq not installed"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+leftovers() {  # leftovers PID: /dev/shm names that run created
+  ls /dev/shm 2>/dev/null | grep "^shmports_bench_$1_" || true
+}
+
+# 1. The full quick run.
+status=0
+"$bench" --quick --json --quiet >"$tmp/out.json" 2>"$tmp/err.txt" &
+pid=$!
+wait $pid || status=$?
+[ $status -eq 0 ] || { cat "$tmp/err.txt"; fail "quick run exited with $status"; }
+jq -e . "$tmp/out.json" >/dev/null || fail "output is not JSON"
+[ -z "$(leftovers $pid)" ] || fail "left in /dev/shm: $(leftovers $pid)"
+jq -e '.ok == true and (.failures | length == 0)' "$tmp/out.json" >/dev/null ||
+  fail "run reported failures: $(jq -c .failures "$tmp/out.json")"
+jq -e '.pinning | has("pinned") and (.note | length > 0)' "$tmp/out.json" \
+  >/dev/null || fail "no pinning statement"
+for b in cacheline memcpy eventfd unix-stream pipe mq; do
+  n=$(jq --arg b "$b" '[.summary[] | select(.subject == $b)] | length' "$tmp/out.json")
+  [ "$n" -ge 1 ] || fail "baseline $b missing from the summary"
+  jq -e --arg b "$b" '
+    [.summary[] | select(.subject == $b)] | all(
+      .baseline == true and .repetitions_ok >= 3 and .repetitions_failed == 0 and
+      (if .pattern == "round-trip"
+       then .p50_ns.min > 0 and .p99_ns.median >= .p50_ns.median and
+            .max_ns.median >= .p99_9_ns.median
+       else .msgs_per_s.min > 0 and .gb_per_s.min > 0 end))' \
+    "$tmp/out.json" >/dev/null || fail "baseline $b has missing or insane figures:
+$(jq -c --arg b "$b" '[.summary[] | select(.subject == $b)]' "$tmp/out.json")"
+done
+# Every round trip trial carries a histogram whose counts add up.
+jq -e '[.trials[] | select(.pattern == "round-trip") |
+        (.latency_ns.histogram | map(.[1]) | add) == .latency_ns.count] | all' \
+  "$tmp/out.json" >/dev/null || fail "histogram counts do not add up"
+# Every peer trial's messages were verified by the receiving side.
+jq -e '[.trials[] | select(.subject != "memcpy") | .verified == .messages and .messages > 0] | all' \
+  "$tmp/out.json" >/dev/null || fail "a trial's messages were not all verified"
+jq -e '.ratios | length > 0' "$tmp/out.json" >/dev/null || fail "no ratios"
+echo "ok: quick run with every baseline"
+
+# 2a. A flipped byte is caught, one way and round trip.
+for pattern in one-way round-trip; do
+  status=0
+  "$bench" --quick --json --quiet --inject corrupt --subjects unix-stream \
+    --patterns $pattern --sizes 64 >"$tmp/corrupt.json" 2>/dev/null || status=$?
+  [ $status -eq 1 ] || fail "corrupt $pattern: exit status $status, expected 1"
+  jq -e '.ok == false and (.failures | length == 3) and
+         (.failures | all(test("verification|bad bodies")))' \
+    "$tmp/corrupt.json" >/dev/null ||
+    fail "corrupt $pattern not reported: $(jq -c .failures "$tmp/corrupt.json")"
+done
+echo "ok: flipped payload byte reported"
+
+# 2b. A dropped message is caught.
+status=0
+"$bench" --quick --json --quiet --inject drop --subjects pipe \
+  --patterns one-way --sizes 64 >"$tmp/drop.json" 2>/dev/null || status=$?
+[ $status -eq 1 ] || fail "drop: exit status $status, expected 1"
+jq -e '.failures | length == 3 and all(test("out of order"))' "$tmp/drop.json" \
+  >/dev/null || fail "drop not reported: $(jq -c .failures "$tmp/drop.json")"
+echo "ok: dropped message reported"
+
+# 2c. A stalled peer is killed by the watchdog; names are removed.
+status=0
+"$bench" --quick --quiet --inject stall --subjects mq --patterns round-trip \
+  --sizes 64 --trial-timeout 1 >/dev/null 2>"$tmp/stall.txt" &
+pid=$!
+wait $pid || status=$?
+[ $status -eq 3 ] || { cat "$tmp/stall.txt"; fail "stall: exit status $status, expected 3"; }
+grep -q "trial deadline passed" "$tmp/stall.txt" || fail "stall: no watchdog message"
+[ -z "$(leftovers $pid)" ] || fail "stall left in /dev/shm: $(leftovers $pid)"
+echo "ok: stalled peer killed by the watchdog, /dev/shm clean"
