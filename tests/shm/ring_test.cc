@@ -242,13 +242,17 @@ TEST_F(RingTest, ZeroLengthFramesCarryKindAndFlags) {
   std::span<uint8_t> payload;
   Status error;
   for (uint16_t i = 0; i < 600; ++i) {  // 600 * 8 bytes: wraps once.
-    if (!producer_->Reserve(0, kKind + (i % 3), i, &payload, &error)) {
+    uint16_t kind = static_cast<uint16_t>(kKind + (i % 3));
+    if (!producer_->Reserve(0, kind, i, &payload, &error)) {
       ASSERT_TRUE(error.ok()) << error.ToString();
       DrainLengths();
-      ASSERT_TRUE(producer_->Reserve(0, kKind + (i % 3), i, &payload, &error));
+      if (!producer_->Reserve(0, kind, i, &payload, &error)) {
+        FAIL() << "still full after a drain: " << error.ToString();
+      }
     }
     EXPECT_TRUE(payload.empty());
-    ASSERT_TRUE(producer_->Commit().ok());
+    Status committed = producer_->Commit();
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
   }
   uint16_t seen = 0;
   auto n = consumer_->Drain([&](const FrameView& f) {
@@ -290,7 +294,9 @@ TEST_F(RingTest, ReservedKindsAreRefusedByTheProducer) {
 TEST_F(RingTest, AbandonedReservationAppendsNothing) {
   std::span<uint8_t> payload;
   Status error;
-  ASSERT_TRUE(producer_->Reserve(64, kKind, 0, &payload, &error));
+  if (!producer_->Reserve(64, kKind, 0, &payload, &error)) {
+    FAIL() << error.ToString();
+  }
   producer_->Abandon();
   ASSERT_TRUE(Write(8).ok());
   EXPECT_EQ(DrainLengths(), (std::vector<uint32_t>{8}));
@@ -300,8 +306,11 @@ TEST_F(RingTest, DeferredCommitsArePublishedTogether) {
   std::span<uint8_t> payload;
   Status error;
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(producer_->Reserve(16, kKind, 0, &payload, &error));
-    ASSERT_TRUE(producer_->Commit(Ring::Publish::kDeferred).ok());
+    if (!producer_->Reserve(16, kKind, 0, &payload, &error)) {
+      FAIL() << error.ToString();
+    }
+    Status committed = producer_->Commit(Ring::Publish::kDeferred);
+    ASSERT_TRUE(committed.ok());
   }
   EXPECT_EQ(control()->tail, 0u);
   EXPECT_TRUE(DrainLengths().empty());
