@@ -1,6 +1,7 @@
 #include "bench/harness/catalog.h"
 
 #include "bench/harness/baselines.h"
+#include "bench/harness/ring_subject.h"
 
 namespace shmports::bench {
 
@@ -8,7 +9,9 @@ const std::vector<std::unique_ptr<Subject>>& AllSubjects() {
   static const auto* subjects = [] {
     auto* list = new std::vector<std::unique_ptr<Subject>>();
     list->push_back(MakeCacheLineSubject());
+    list->push_back(MakeRingBusySubject());
     list->push_back(MakeMemcpySubject());
+    list->push_back(MakeRingSleepSubject());
     list->push_back(MakeEventfdSubject());
     list->push_back(MakeUnixStreamSubject());
     list->push_back(MakePipeSubject());
@@ -40,6 +43,52 @@ const char* MetricName(Metric metric) {
 
 const std::vector<RatioSpec>& AllRatios() {
   static const auto* ratios = new std::vector<RatioSpec>{
+      {.figure = "raw Ring busy-poll 64 B round trip",
+       .subject = "ring-busy",
+       .baseline = "cacheline",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kP50Latency,
+       .target = 2.0,
+       .stretch = 1.5,
+       .owner = "shm"},
+      {.figure = "raw Ring 64 B one-way msgs/s",
+       .subject = "ring-busy",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 64,
+       .metric = Metric::kMessagesPerSecond,
+       .target = 20.0,
+       .stretch = 40.0,
+       .owner = "shm"},
+      {.figure = "raw Ring 64 KiB one-way GB/s",
+       .subject = "ring-busy",
+       .baseline = "memcpy",
+       .pattern = Pattern::kOneWay,
+       .size = 65536,
+       .metric = Metric::kGigabytesPerSecond,
+       .target = 0.5,
+       .stretch = 0.8,
+       .owner = "shm"},
+      // Reported only: the sleeping consumer next to its natural baselines.
+      {.figure = "raw Ring sleeping 64 B round trip vs eventfd",
+       .subject = "ring-sleep",
+       .baseline = "eventfd",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kP50Latency},
+      {.figure = "raw Ring sleeping 64 B one-way vs Unix stream",
+       .subject = "ring-sleep",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 64,
+       .metric = Metric::kMessagesPerSecond},
+      {.figure = "raw Ring sleeping 64 KiB one-way vs memcpy",
+       .subject = "ring-sleep",
+       .baseline = "memcpy",
+       .pattern = Pattern::kOneWay,
+       .size = 65536,
+       .metric = Metric::kGigabytesPerSecond},
       // Baseline against baseline: reported so a reader can see how the
       // machine behaved in this run.
       {.figure = "eventfd 64 B round trip vs cache line",

@@ -61,7 +61,7 @@ void PrintList() {
   }
   std::printf("ratios:\n");
   for (const RatioSpec& r : AllRatios()) {
-    std::printf("    %-44s %s / %s\n", r.figure.c_str(), r.subject.c_str(),
+    std::printf("    %-50s %s / %s\n", r.figure.c_str(), r.subject.c_str(),
                 r.baseline.c_str());
   }
 }

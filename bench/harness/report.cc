@@ -313,7 +313,7 @@ std::string ReportTable(const RunConfig& config,
   }
 
   out += "\nratios (subject / baseline in the same repetition)\n";
-  out += StrFormat("  %-44s %-14s %-22s %-9s %-9s %s\n", "figure", "metric",
+  out += StrFormat("  %-50s %-14s %-22s %-9s %-9s %s\n", "figure", "metric",
                    "min / median / max", "target", "stretch", "verdict");
   for (const RatioResult& r : ratios) {
     const RatioSpec& s = *r.spec;
@@ -321,7 +321,7 @@ std::string ReportTable(const RunConfig& config,
                             ? std::string("-")
                             : StrFormat("%.2f / %.2f / %.2f", r.spread.min,
                                         r.spread.median, r.spread.max);
-    out += StrFormat("  %-44s %-14s %-22s %-9s %-9s %s\n", s.figure.c_str(),
+    out += StrFormat("  %-50s %-14s %-22s %-9s %-9s %s\n", s.figure.c_str(),
                      MetricName(s.metric), range.c_str(),
                      TargetText(s, s.target).c_str(),
                      TargetText(s, s.stretch).c_str(), r.verdict.c_str());
