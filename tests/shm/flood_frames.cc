@@ -102,6 +102,7 @@ bool FloodChecker::Check(uint16_t kind, std::span<const uint8_t> payload) {
 Status ProduceFlood(shm::Ring& ring, const FloodOptions& options) {
   std::mt19937_64 rng(options.seed ^ 0x5eed);
   uint64_t burst_left = 0;
+  uint64_t spins = 0;
   for (uint64_t seq = 0; seq < options.frames; ++seq) {
     if (options.burst != 0) {
       if (burst_left == 0) {
@@ -116,13 +117,21 @@ Status ProduceFlood(shm::Ring& ring, const FloodOptions& options) {
     uint32_t size = FloodFrameSize(options.seed, seq, options.max_size);
     std::span<uint8_t> payload;
     Status error;
-    Deadline idle = Deadline::In(std::chrono::milliseconds(options.wait_ms));
+    Deadline idle = Deadline::Infinite();
     while (!ring.Reserve(size, kFloodKind, options.flags, &payload, &error)) {
-      if (!error.ok())
+      if (!error.ok()) {
         return std::move(error).WithContext("reserve");
+      }
       if (options.busy_poll) {
-        if (idle.Expired())
+        if (idle.is_infinite()) {
+          idle = Deadline::In(std::chrono::milliseconds(options.wait_ms));
+        } else if (idle.Expired()) {
           return UnavailableError("ring stayed full");
+        }
+        // On an oversubscribed machine the consumer may not be running at
+        // all: spinning then only delays it.
+        if (++spins % 1024 == 0)
+          std::this_thread::yield();
         continue;
       }
       SHMPORTS_RETURN_IF_ERROR(ring.WaitForSpace(
@@ -139,6 +148,7 @@ Status ProduceFlood(shm::Ring& ring, const FloodOptions& options) {
 Status ConsumeFlood(shm::Ring& ring, const FloodOptions& options) {
   FloodChecker checker(options.seed, options.max_size);
   Deadline idle = Deadline::In(std::chrono::milliseconds(options.wait_ms));
+  uint64_t spins = 0;
   while (checker.next() < options.frames) {
     auto got = ring.Drain([&](const shm::FrameView& frame) {
       checker.Check(frame.kind, frame.payload);
@@ -159,6 +169,8 @@ Status ConsumeFlood(shm::Ring& ring, const FloodOptions& options) {
             "no frame %llu within %u ms of busy polling",
             static_cast<unsigned long long>(checker.next()), options.wait_ms));
       }
+      if (++spins % 1024 == 0)
+        std::this_thread::yield();
     } else {
       Status s = ring.WaitForData(
           Deadline::In(std::chrono::milliseconds(options.wait_ms)));
