@@ -8,6 +8,7 @@
 //   hello <sock>                IntroduceSelf on <sock>: 0 accepted,
 //                               3 refused, 4 other error
 //   setuid-hello <sock> <uid>   drop to <uid> (gid too), then as hello
+//   hello-and-exit <sock>       send the hello, exit 0 without waiting
 //   send-fds <sock> <n>         send one message with <n> eventfds attached,
 //                               then wait for EOF on <sock>; 0, or 4
 //   check-fds <fd>...           0 iff the open descriptors are exactly
@@ -136,6 +137,11 @@ int main(int argc, char** argv) {
       return 4;
     }
     return Hello(Arg(argv, 2));
+  }
+  if (mode == "hello-and-exit" && argc == 3) {
+    // No time to wait for the answer: the hello is sent, then we are gone.
+    shmports::Status s = channel::IntroduceSelf(Arg(argv, 2), Deadline::Now());
+    return s.code() == StatusCode::kUnavailable ? 0 : 4;
   }
   if (mode == "send-fds" && argc == 4)
     return SendFds(Arg(argv, 2), Arg(argv, 3));

@@ -219,6 +219,32 @@ TEST_P(IdentityMultiprocessTest,
   EXPECT_EQ(ExitCode(child), 0);
 }
 
+// The hello is there, but by the time we read it the sender has exited: a
+// pidfd already signalled during identification is a death, not an error.
+TEST_P(IdentityMultiprocessTest, SenderDeadBeforeItsHelloIsReadCountsAsDeath) {
+  for (bool reaped : {false, true}) {
+    SCOPED_TRACE(reaped ? "reaped" : "zombie");
+    if (reaped)
+      SetUp();
+    SpawnedChild child = Spawn({"hello-and-exit", "{sock}"});
+    ASSERT_GT(child.pid, 0);
+    ASSERT_TRUE(WaitFor([&] {
+      auto exited = PidfdHasExited(child.pidfd.get());
+      return exited.ok() && *exited;
+    }));
+    if (reaped) {
+      EXPECT_EQ(ExitCode(child), 0);
+    }
+    auto id = AuthenticatePeer(ours_.get(), mode(), {}, Soon(),
+                               reaped ? -1 : child.pidfd.get());
+    EXPECT_EQ(id.status().code(), StatusCode::kPeerClosed)
+        << id.status().ToString();
+    if (!reaped) {
+      EXPECT_EQ(ExitCode(child), 0);
+    }
+  }
+}
+
 std::string ModeName(const ::testing::TestParamInfo<IdentityMode>& p) {
   return p.param == IdentityMode::kScmPidfd ? "ScmPidfd" : "PidfdOpen";
 }

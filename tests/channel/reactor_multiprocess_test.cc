@@ -2,14 +2,18 @@
 // memfd both map, and a pidfd of a child that exits.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "channel/reactor.h"
 #include "channel/spawn.h"
@@ -107,6 +111,44 @@ TEST_F(ReactorMultiprocessTest, PidfdOfExitingChildPollsReadable) {
   auto status = WaitForExit(*child, Deadline::In(std::chrono::seconds(10)));
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
+// SIGKILL of a child to the pidfd callback on the io thread: the primary
+// peer-death signal. Printed (p50/p99), not asserted.
+TEST_F(ReactorMultiprocessTest, PidfdDeathDetectionLatencyIsReported) {
+  const int kTrials = static_cast<int>(::shmports::testing::Scaled(20, 5));
+  std::vector<uint64_t> latencies;
+  for (int i = 0; i < kTrials; ++i) {
+    int pipe_fds[2];
+    ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+    ScopedFd read_end(pipe_fds[0]);
+    ScopedFd write_end(pipe_fds[1]);
+    auto child =
+        Spawn({"wait-eof", std::to_string(read_end.get())}, {read_end.get()});
+    ASSERT_TRUE(child.ok()) << child.status().ToString();
+    std::atomic<uint64_t> seen_at{0};
+    ASSERT_TRUE(
+        reactor_
+            ->WatchFd(child->pidfd.get(), POLLIN,
+                      [&](Result<uint32_t>) { seen_at = MonotonicNanos(); })
+            .ok());
+    std::atomic<bool> armed{false};
+    reactor_->Post([&] { armed = true; });
+    ASSERT_TRUE(WaitFor([&] { return armed.load(); }));
+    uint64_t killed_at = MonotonicNanos();
+    ASSERT_EQ(kill(child->pid, SIGKILL), 0);
+    ASSERT_TRUE(WaitFor([&] { return seen_at.load() != 0; }));
+    latencies.push_back(seen_at.load() - killed_at);
+    auto status = WaitForExit(*child, Deadline::In(std::chrono::seconds(10)));
+    ASSERT_TRUE(status.ok());
+    EXPECT_TRUE(WIFSIGNALED(*status));
+  }
+  std::sort(latencies.begin(), latencies.end());
+  printf(
+      "pidfd death (SIGKILL -> reactor callback), %d trials: p50 %.1f us, p99 "
+      "%.1f us\n",
+      kTrials, latencies[latencies.size() / 2] / 1e3,
+      latencies[latencies.size() * 99 / 100] / 1e3);
 }
 
 }  // namespace

@@ -7,8 +7,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -363,6 +365,47 @@ TEST_F(ReactorTest, ShutdownWithArmedOperationsIsClean) {
   EXPECT_EQ(calls.load(), 0);
   // The futex waits are gone from the kernel: nobody is left to wake.
   EXPECT_EQ(SharedFutexWake(word.get(), 100), 0);
+}
+
+// Wake-up latency from a FUTEX_WAKE on another thread to the callback on the
+// io thread: printed (p50/p99), not asserted.
+TEST_F(ReactorTest, FutexWakeToCallbackLatencyIsReported) {
+  SharedWord word;
+  const int kRounds = static_cast<int>(Scaled(2000, 50));
+  std::atomic<uint64_t> sent_at{0};
+  std::atomic<uint32_t> seen{0};
+  std::vector<uint64_t> latencies;
+  latencies.reserve(kRounds);
+  std::function<void(Result<FutexWake>)> on_wake;
+  on_wake = [&](Result<FutexWake> r) {
+    ASSERT_TRUE(r.ok());
+    uint32_t v = word.get()->load(std::memory_order_acquire);
+    if (v != seen.load()) {
+      latencies.push_back(MonotonicNanos() - sent_at.load());
+      seen.store(v, std::memory_order_release);
+    }
+    ASSERT_TRUE(reactor_->WatchFutex(word.get(), v, on_wake).ok());
+  };
+  ASSERT_TRUE(reactor_->WatchFutex(word.get(), 0, on_wake).ok());
+  // Let the first wait reach the kernel so round 1 measures a sleeping wait.
+  ASSERT_TRUE(WaitFor([&] { return SharedFutexWake(word.get(), 0) == 0; }));
+  for (int i = 1; i <= kRounds; ++i) {
+    sent_at.store(MonotonicNanos());
+    word.get()->store(static_cast<uint32_t>(i), std::memory_order_release);
+    SharedFutexWake(word.get(), 1);
+    ASSERT_TRUE(WaitFor([&] {
+      return seen.load(std::memory_order_acquire) == static_cast<uint32_t>(i);
+    }));
+  }
+  reactor_->Stop();
+  io_thread_.join();
+  reactor_.reset();
+  ASSERT_EQ(latencies.size(), static_cast<size_t>(kRounds));
+  std::sort(latencies.begin(), latencies.end());
+  printf(
+      "reactor futex wake -> callback, %d rounds: p50 %.1f us, p99 %.1f us\n",
+      kRounds, latencies[latencies.size() / 2] / 1e3,
+      latencies[latencies.size() * 99 / 100] / 1e3);
 }
 
 TEST(ReactorCreateTest, ForcedMissingFutexWaitNamesTheKernelRequirement) {
