@@ -364,23 +364,19 @@ Status Reactor::RunOnce(Deadline deadline) {
     status = KernelError("io_uring wait", res);
   }
 
-  struct Completion {
-    uint64_t user_data;
-    int32_t res;
-    uint32_t flags;
-  };
-  std::vector<Completion> completions;
+  completions_.clear();
   unsigned head;
   unsigned count = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    completions.push_back({cqe->user_data, cqe->res, cqe->flags});
+    completions_.push_back({cqe->user_data, cqe->res, cqe->flags});
     ++count;
   }
   io_uring_cq_advance(&ring_, count);
-  for (const Completion& c : completions)
+  bool any = !completions_.empty();
+  for (const Completion& c : completions_)
     Dispatch(c.user_data, c.res, c.flags);
   counters_.in_flight.store(in_flight_, std::memory_order_relaxed);
-  if (status.ok() && completions.empty() && !has_posted && deadline.Expired()) {
+  if (status.ok() && !any && !has_posted && deadline.Expired()) {
     status = UnavailableError("deadline passed with no completion");
   }
   io_thread_.store(previous, std::memory_order_relaxed);

@@ -206,9 +206,20 @@ class Reactor {
   std::atomic<std::thread::id> io_thread_{};
 
   // io thread only.
+  struct Completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+  };
   std::unordered_map<Token, std::unique_ptr<Op>> ops_;
   uint64_t in_flight_ = 0;
+  // Completions of one round, copied out of the ring before any callback
+  // runs (a callback may arm operations, which touches the rings). Kept
+  // between rounds so a round allocates nothing once warmed up.
+  std::vector<Completion> completions_;
 
+  // A leaf lock: never held while calling out (callbacks, tasks, the kernel
+  // beyond an eventfd write).
   mutable Mutex mu_;
   std::vector<Task> posted_ GUARDED_BY(mu_);
   // Set when a wake-up is already owed to the io thread (its eventfd written

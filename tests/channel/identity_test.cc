@@ -2,10 +2,12 @@
 // refusal fed with the credentials that must trigger it.
 #include "channel/identity.h"
 
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -22,6 +24,17 @@ using ::testing::HasSubstr;
 ScopedFd PidfdOpen(pid_t pid) {
   return ScopedFd(
       static_cast<int>(syscall(linux_compat::kSysPidfdOpen, pid, 0)));
+}
+
+int CountOpenFds() {
+  int n = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.')
+      ++n;
+  }
+  closedir(dir);
+  return n - 1;  // The directory's own descriptor.
 }
 
 ReceivedMessage MessageFrom(pid_t pid,
@@ -146,6 +159,58 @@ TEST(IdentityExchangeTest, GarbageInsteadOfHelloIsRefused) {
                              Deadline::In(std::chrono::seconds(5)));
   EXPECT_EQ(id.status().code(), StatusCode::kProtocolViolation);
   EXPECT_THAT(id.status().ToString(), HasSubstr("not an identity message"));
+}
+
+TEST(IdentityExchangeTest, HelloWithAttachedDescriptorsIsRefusedWithoutLeaks) {
+  auto pair = CreateCredentialedSocketPair(DetectIdentityMode());
+  ASSERT_TRUE(pair.ok());
+  // A well-formed hello (wire format in identity.h) carrying descriptors
+  // nobody asked for.
+  const uint8_t hello[16] = {'S', 'P', 'I', 'D', 1, 0, 0, 0,
+                             0,   0,   0,   0,   0, 0, 0, 0};
+  int extra[] = {pair->second.get(), pair->second.get()};
+  ASSERT_TRUE(SendMessage(pair->second.get(), hello, extra).ok());
+  int before = CountOpenFds();
+  auto id = AuthenticatePeer(pair->first.get(), DetectIdentityMode(), {},
+                             Deadline::In(std::chrono::seconds(5)));
+  EXPECT_EQ(id.status().code(), StatusCode::kProtocolViolation)
+      << id.status().ToString();
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+// A peer that answers the challenge with another nonce is refused: the
+// confirmation must answer this exchange, not replay an old one.
+TEST(IdentityExchangeTest, ConfirmationWithTheWrongNonceIsRefused) {
+  auto pair = CreateCredentialedSocketPair(IdentityMode::kPidfdOpen);
+  ASSERT_TRUE(pair.ok());
+  Status peer_status;
+  std::thread peer([&] {
+    int fd = pair->second.get();
+    uint8_t msg[16] = {'S', 'P', 'I', 'D', 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    peer_status = SendMessage(fd, msg);
+    if (!peer_status.ok())
+      return;
+    ReceiveLimits limits;
+    limits.max_bytes = 16;
+    auto challenge =
+        ReceiveMessage(fd, limits, Deadline::In(std::chrono::seconds(5)));
+    if (!challenge.ok() || challenge->bytes.size() != 16 ||
+        challenge->bytes[4] != 2) {
+      peer_status = InternalError("no challenge");
+      return;
+    }
+    memcpy(msg + 8, challenge->bytes.data() + 8, 8);
+    msg[4] = 3;   // Confirm...
+    msg[8] ^= 1;  // ...with a nonce that is not the one asked for.
+    peer_status = SendMessage(fd, msg);
+  });
+  auto id = AuthenticatePeer(pair->first.get(), IdentityMode::kPidfdOpen, {},
+                             Deadline::In(std::chrono::seconds(5)));
+  peer.join();
+  ASSERT_TRUE(peer_status.ok()) << peer_status.ToString();
+  EXPECT_EQ(id.status().code(), StatusCode::kProtocolViolation)
+      << id.status().ToString();
+  EXPECT_THAT(id.status().ToString(), HasSubstr("nonce"));
 }
 
 std::string ModeName(const ::testing::TestParamInfo<IdentityMode>& p) {
