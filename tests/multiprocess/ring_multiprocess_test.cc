@@ -132,7 +132,6 @@ TEST(RingMultiprocessTest, SleepingConsumerWithABurstyProducerLosesNoWakeUp) {
       shared, [&] { return ConsumeFlood(*shared.ring, shared.Flood()); });
   EXPECT_GT(shared.ring->stats().consumer_sleeps, 0u);
   EXPECT_GT(report.stats.data_wakes_issued, 0u);
-  EXPECT_GT(report.stats.data_wakes_avoided, 0u);
 }
 
 TEST(RingMultiprocessTest, BlockedProducerIsWokenByTheOtherProcess) {
