@@ -63,6 +63,7 @@ PinPlan PinParent(bool enabled, const std::vector<int>& requested) {
 }
 
 Result<std::unique_ptr<PeerProcess>> PeerProcess::Launch(
+    const char* path,
     const std::vector<std::string>& argv,
     const std::vector<int>& inherit,
     int cpu) {
@@ -93,7 +94,7 @@ Result<std::unique_ptr<PeerProcess>> PeerProcess::Launch(
       if (fcntl(fd, F_SETFD, 0) != 0)
         _exit(113);
     }
-    execv(args[0], args.data());
+    execv(path, args.data());
     _exit(127);
   }
   SetActivePeer(pid);

@@ -39,9 +39,12 @@ PinPlan PinParent(bool enabled, const std::vector<int>& requested);
 // been waited for kills (SIGKILL) and reaps it. One thread uses it.
 class PeerProcess {
  public:
-  // Forks and executes `argv` (argv[0] is the path). `inherit` are the fds
-  // the peer gets (same numbers); `cpu` < 0 leaves it unpinned.
+  // Forks and executes `path` with `argv`. `inherit` are the fds the peer
+  // gets (same numbers); `cpu` < 0 leaves it unpinned. The harness passes
+  // "/proc/self/exe" so the peer is this very binary even if a rebuild has
+  // replaced the file since the run started.
   static Result<std::unique_ptr<PeerProcess>> Launch(
+      const char* path,
       const std::vector<std::string>& argv,
       const std::vector<int>& inherit,
       int cpu);

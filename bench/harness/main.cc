@@ -3,11 +3,13 @@
 // the whole stack) next to same-run baselines, interleaved and repeated,
 // with ratios against the ARCHITECTURE.md targets. Run with --help.
 #include <signal.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -48,6 +50,11 @@ std::string SelfPath() {
     return "";
   buf[n] = '\0';
   return buf;
+}
+
+double LoadAverage() {
+  double load[1];
+  return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
 void PrintList() {
@@ -121,6 +128,11 @@ int RunMain(const Options& options, const CLI::App& app) {
   config.max_messages = options.iterations;
   config.repetitions = options.repetitions;
   config.seed = options.seed;
+  config.cpus_online = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  struct utsname uts;
+  if (uname(&uts) == 0)
+    config.kernel = uts.release;
+  config.load_before = LoadAverage();
   config.progress = !options.quiet;
   config.warmup_messages = options.quick ? 100 : 1000;
   config.trial_timeout_ns =
@@ -149,6 +161,7 @@ int RunMain(const Options& options, const CLI::App& app) {
   }
 
   const std::vector<TrialResult> results = RunTrials(config, plan, &watchdog);
+  config.load_after = LoadAverage();
   const std::vector<RatioResult> ratios =
       ComputeRatios(results, config.repetitions);
   const nlohmann::json json = ReportJson(config, results, ratios);

@@ -151,6 +151,10 @@ nlohmann::json ReportJson(const RunConfig& config,
                   {"parent_cpu", config.pin.parent_cpu},
                   {"peer_cpu", config.pin.peer_cpu},
                   {"note", config.pin.note}};
+  j["host"] = {{"cpus_online", config.cpus_online},
+               {"kernel", config.kernel},
+               {"load_average_before", config.load_before},
+               {"load_average_after", config.load_after}};
   j["subjects"] = nlohmann::json::array();
   for (const auto& s : AllSubjects()) {
     const SubjectInfo& i = s->info();
@@ -264,14 +268,30 @@ std::string ReportTable(const RunConfig& config,
       config.repetitions, static_cast<double>(config.duration_ns) / 1e9,
       config.max_messages);
   out += "pinning: " + config.pin.note + "\n";
+  out += StrFormat(
+      "machine: %d CPUs online, kernel %s, 1-min load average %.2f before, "
+      "%.2f after (above ~0.5 the machine is shared and figures are noisy)\n",
+      config.cpus_online, config.kernel.c_str(), config.load_before,
+      config.load_after);
   out +=
       "payload: written by the sender and verified by the receiver on "
       "every message\n";
   const std::vector<Group> groups = GroupTrials(trials);
 
-  out += "\nround trip (ns; median over repetitions, [min..max] of the p50)\n";
-  out += StrFormat("  %-8s %-12s %22s %9s %9s %10s %10s\n", "size", "subject",
-                   "p50 [min..max]", "p99", "p99.9", "max", "samples");
+  auto any_of = [&](Pattern p) {
+    for (const Group& g : groups) {
+      if (g.first->pattern == p && !g.ok.empty())
+        return true;
+    }
+    return false;
+  };
+  if (any_of(Pattern::kRoundTrip)) {
+    out +=
+        "\nround trip (ns; median over repetitions, [min..max] of the p50)\n";
+  }
+  if (any_of(Pattern::kRoundTrip))
+    out += StrFormat("  %-8s %-12s %22s %9s %9s %10s %10s\n", "size", "subject",
+                     "p50 [min..max]", "p99", "p99.9", "max", "samples");
   for (const Group& g : groups) {
     if (g.first->pattern != Pattern::kRoundTrip || g.ok.empty())
       continue;
@@ -296,9 +316,12 @@ std::string ReportTable(const RunConfig& config,
         }));
   }
 
-  out += "\none way (median over repetitions, [min..max])\n";
-  out += StrFormat("  %-8s %-12s %32s %24s\n", "size", "subject",
-                   "msgs/s [min..max]", "GB/s [min..max]");
+  if (any_of(Pattern::kOneWay)) {
+    out += "\none way (median over repetitions, [min..max])\n";
+  }
+  if (any_of(Pattern::kOneWay))
+    out += StrFormat("  %-8s %-12s %32s %24s\n", "size", "subject",
+                     "msgs/s [min..max]", "GB/s [min..max]");
   for (const Group& g : groups) {
     if (g.first->pattern != Pattern::kOneWay || g.ok.empty())
       continue;

@@ -21,6 +21,8 @@ namespace {
 
 constexpr auto kPeerStartTimeout = std::chrono::seconds(10);
 constexpr auto kPeerExitTimeout = std::chrono::seconds(10);
+// How long the watchdog lets the parent notice that its peer exited.
+constexpr uint64_t kPeerGoneGraceNs = 5000000000ull;
 
 // Waits until the peer publishes `want` (or kFailed, or dies). Spins first
 // when `spin` (the parent has nothing else to do and the time counts),
@@ -95,6 +97,21 @@ void CloseAll(const std::vector<int>& fds) {
     close(fd);
 }
 
+// Arms the watchdog for one scope.
+class ScopedArm {
+ public:
+  ScopedArm(Watchdog* watchdog, pid_t peer, Deadline deadline, std::string what)
+      : watchdog_(watchdog) {
+    watchdog_->Arm(peer, deadline, std::move(what));
+  }
+  ~ScopedArm() { watchdog_->Disarm(); }
+  ScopedArm(const ScopedArm&) = delete;
+  ScopedArm& operator=(const ScopedArm&) = delete;
+
+ private:
+  Watchdog* watchdog_;
+};
+
 // The measured part of a peer trial, with the peer running and ready.
 Status Measure(const RunConfig& config,
                const TrialParams& params,
@@ -159,29 +176,33 @@ Status RunPeerTrial(const RunConfig& config,
 
   std::vector<int> inherit = handoff.fds;
   inherit.push_back(page->fd());
-  auto peer_or =
-      PeerProcess::Launch(PeerArgv(config, spec, params, page->fd(), handoff),
-                          inherit, config.pin.peer_cpu);
+  auto peer_or = PeerProcess::Launch(
+      "/proc/self/exe", PeerArgv(config, spec, params, page->fd(), handoff),
+      inherit, config.pin.peer_cpu);
   CloseAll(handoff.fds);
   if (!peer_or.ok())
     return std::move(peer_or).TakeStatus();
   std::unique_ptr<PeerProcess> peer = std::move(peer_or).value();
 
-  SHMPORTS_RETURN_IF_ERROR(WaitPeerState(control, peer.get(), PeerState::kReady,
-                                         Deadline::In(kPeerStartTimeout), false)
-                               .WithContext("start peer"));
-  result->peer_cpu = control->peer_cpu;
-  SHMPORTS_RETURN_IF_ERROR(endpoint->AfterPeerReady());
-
+  // Armed from launch to the end of the measurement, on every path.
   const uint64_t timeout_ns = config.trial_timeout_ns != 0
                                   ? config.trial_timeout_ns
                                   : 10 * config.duration_ns + 30000000000ull;
-  watchdog->Arm(peer->pid(), Deadline::In(std::chrono::nanoseconds(timeout_ns)),
-                StrFormat("%s %s %zu B", spec.subject->info().name.c_str(),
-                          PatternName(spec.pattern), spec.size));
-  Status measured =
-      Measure(config, params, endpoint.get(), control, peer.get(), result);
-  watchdog->Disarm();
+  ScopedArm armed(watchdog, peer->pid(),
+                  Deadline::In(std::chrono::nanoseconds(timeout_ns)),
+                  StrFormat("%s %s %zu B", spec.subject->info().name.c_str(),
+                            PatternName(spec.pattern), spec.size));
+  Status measured = WaitPeerState(control, peer.get(), PeerState::kReady,
+                                  Deadline::In(kPeerStartTimeout), false)
+                        .WithContext("start peer");
+  if (measured.ok()) {
+    result->peer_cpu = control->peer_cpu;
+    measured = endpoint->AfterPeerReady();
+  }
+  if (measured.ok()) {
+    measured =
+        Measure(config, params, endpoint.get(), control, peer.get(), result);
+  }
   if (!measured.ok()) {
     if (LoadPeerState(control) == PeerState::kFailed) {
       measured.AddContext("peer: " + PeerErrorText(control));
@@ -351,7 +372,7 @@ void Watchdog::Loop() {
       const uint64_t now = MonotonicNanos();
       if (peer_gone_since_ns_ == 0)
         peer_gone_since_ns_ = now;
-      if (now - peer_gone_since_ns_ > 1000000000) {
+      if (now - peer_gone_since_ns_ > kPeerGoneGraceNs) {
         why = "peer exited while the parent still waits on it";
       }
     }

@@ -27,7 +27,7 @@
 namespace shmports::bench {
 
 struct RunConfig {
-  std::string exe;  // This binary, re-executed as the peer.
+  std::string exe;  // This binary's path: the peer's argv[0].
   PinPlan pin;
   uint64_t duration_ns = 0;      // Per trial.
   uint64_t max_messages = 0;     // Per trial.
@@ -37,6 +37,11 @@ struct RunConfig {
   bool progress = true;  // One line per trial on stderr.
   // The watchdog's limit per trial (0: ten times the duration plus 30 s).
   uint64_t trial_timeout_ns = 0;
+  // The machine, for the report: a shared machine makes noisy figures.
+  int cpus_online = 0;
+  std::string kernel;
+  double load_before = -1;  // 1-minute load average at start.
+  double load_after = -1;   // And at the end (set before reporting).
   // Fault injection (hidden --inject): "corrupt", "drop" or "stall".
   std::string inject;
 };
@@ -73,8 +78,8 @@ std::vector<TrialSpec> PlanTrials(const std::vector<Figure>& figures,
 // Kills a stuck trial. A subject's Receive may block for ever if its peer
 // dies (an eventfd or a message_queue never says so, a spinning consumer
 // never stops), so while a trial runs this thread watches the clock and the
-// peer: past the deadline, or a peer gone for more than a second while the
-// parent still waits, it reports the trial, kills the peer, removes the
+// peer: past the deadline, or a peer gone for more than five seconds while
+// the parent still waits, it reports the trial, kills the peer, removes the
 // /dev/shm names and exits the harness with status 3.
 class Watchdog {
  public:
