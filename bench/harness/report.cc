@@ -180,6 +180,12 @@ nlohmann::json ReportJson(const RunConfig& config,
                          {"peer_cpu", t.peer_cpu},
                          {"messages", t.messages},
                          {"verified", t.verified}};
+    if (!t.counters.empty()) {
+      nlohmann::json counters = nlohmann::json::object();
+      for (const auto& [name, value] : t.counters)
+        counters[name] = value;
+      tj["counters"] = std::move(counters);
+    }
     if (!t.status.ok()) {
       ok = false;
       tj["error"] = t.status.ToString();

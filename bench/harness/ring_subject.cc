@@ -121,6 +121,24 @@ class RingTransport {
     }
   }
 
+  // This process's halves: producer of out_, consumer of in_.
+  Counters GetCounters() const {
+    const shm::RingStats out = out_->stats();
+    const shm::RingStats in = in_->stats();
+    return {
+        {"frames_committed", out.frames_committed},
+        {"publishes", out.publishes},
+        {"full", out.full},
+        {"data_wakes_issued", out.data_wakes_issued},
+        {"data_wakes_avoided", out.data_wakes_avoided},
+        {"producer_sleeps", out.producer_sleeps},
+        {"frames_drained", in.frames_drained},
+        {"drains", in.drains},
+        {"space_wakes_issued", in.space_wakes_issued},
+        {"consumer_sleeps", in.consumer_sleeps},
+    };
+  }
+
  private:
   RingTransport(const Options& options, shm::Segment segment)
       : options_(options), segment_(std::move(segment)) {}

@@ -202,6 +202,7 @@ Status RunPeerTrial(const RunConfig& config,
   if (measured.ok()) {
     measured =
         Measure(config, params, endpoint.get(), control, peer.get(), result);
+    result->counters = endpoint->GetCounters();
   }
   if (!measured.ok()) {
     if (LoadPeerState(control) == PeerState::kFailed) {

@@ -68,6 +68,7 @@ struct TrialResult {
   double msgs_per_s = 0;
   double gb_per_s = 0;
   uint64_t verified = 0;  // Messages the receiving side verified.
+  Counters counters;      // The subject's own, parent side.
 };
 
 // The trials of one repetition: for each figure, every subject that

@@ -28,6 +28,9 @@
 //     Result<size_t> Receive(size_t max, Consume&& consume);
 //     // Optional, parent only: called once the peer reported ready.
 //     Status AfterPeerReady();
+//     // Optional, parent only: the subject's own counters after the trial
+//     // (e.g. the ring's publishes and wakes), copied into the JSON.
+//     Counters GetCounters() const;
 //   };
 //
 // Send and Receive are templates so the measured loop inlines them: at tens
@@ -43,6 +46,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bench/harness/control_block.h"
@@ -89,6 +93,9 @@ struct Handoff {
   std::vector<std::string> values;
 };
 
+// A subject's own counters, by name.
+using Counters = std::vector<std::pair<std::string, uint64_t>>;
+
 // Round trips seen by the parent.
 struct RoundTripOutcome {
   uint64_t messages = 0;             // Round trips made, warm-up included.
@@ -118,6 +125,7 @@ class ParentEndpoint {
  public:
   virtual ~ParentEndpoint() = default;
   virtual Status AfterPeerReady() = 0;
+  virtual Counters GetCounters() const = 0;
   virtual Result<RoundTripOutcome> RunRoundTrips(const PayloadPattern& payload,
                                                  const TrialParams& params) = 0;
   // Sends until the duration or the message limit, then the stop message.

@@ -186,6 +186,15 @@ class TransportEndpoint final : public ParentEndpoint {
       return Status::Ok();
     }
   }
+  Counters GetCounters() const override {
+    if constexpr (requires(const T& x) {
+                    { x.GetCounters() } -> std::same_as<Counters>;
+                  }) {
+      return t_->GetCounters();
+    } else {
+      return {};
+    }
+  }
   Result<RoundTripOutcome> RunRoundTrips(const PayloadPattern& payload,
                                          const TrialParams& params) override {
     return RunRoundTripLoop(*t_, payload, params);

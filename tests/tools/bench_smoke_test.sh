@@ -46,6 +46,16 @@ for b in cacheline memcpy eventfd unix-stream pipe mq; do
     "$tmp/out.json" >/dev/null || fail "baseline $b has missing or insane figures:
 $(jq -c --arg b "$b" '[.summary[] | select(.subject == $b)]' "$tmp/out.json")"
 done
+# The subjects too, where the catalog has them (the raw Ring now; the whole
+# stack later): every trial succeeded (checked above), figures positive.
+for s in $(jq -r '.subjects[] | select(.baseline == false) | .name' "$tmp/out.json"); do
+  jq -e --arg s "$s" '
+    [.summary[] | select(.subject == $s)] | length > 0 and all(
+      .repetitions_ok >= 3 and
+      (if .pattern == "round-trip" then .p50_ns.min > 0
+       else .msgs_per_s.min > 0 and .gb_per_s.min > 0 end))' \
+    "$tmp/out.json" >/dev/null || fail "subject $s has missing or insane figures"
+done
 # Every round trip trial carries a histogram whose counts add up.
 jq -e '[.trials[] | select(.pattern == "round-trip") |
         (.latency_ns.histogram | map(.[1]) | add) == .latency_ns.count] | all' \
