@@ -248,7 +248,8 @@ UserMessageEvent::UserMessageEvent(size_t num_ports)
             kInvalidPortName,
             kInvalidPortName,
             kInvalidSequenceNum) {
-  ReservePorts(num_ports);
+  if (num_ports != 0)
+    ReservePorts(num_ports);
 }
 
 UserMessageEvent::~UserMessageEvent() = default;

@@ -348,6 +348,10 @@ AcceptResult Node::AcceptEvent(const NodeName& from_node, ScopedEvent event) {
   if (!IsSequencedEvent(*event) || !port_ref.is_valid()) {
     return HandleEvent(from_node, port_ref, std::move(event));
   }
+  AcceptResult fast_result;
+  if (MaybeAcceptPlainMessage(from_node, port_ref, &event, &fast_result)) {
+    return fast_result;
+  }
   {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
@@ -363,22 +367,29 @@ AcceptResult Node::AcceptEvent(const NodeName& from_node, ScopedEvent event) {
     }
   }
   AcceptResult result = HandleEvent(from_node, port_ref, std::move(event));
-  // The receive counter moves only after the handler ran: a concurrent
-  // delivery of the next event sees "not next", buffers it, and this loop
-  // picks it up — so sequenced events on a port never run concurrently.
+  FinishEventAndDrain(port_ref, /*increment_first=*/true);
+  return result;
+}
+
+// The receive counter moves only after the handler ran: a concurrent delivery
+// of the next event sees "not next", buffers it, and this loop picks it up —
+// so sequenced events on one port never run concurrently.
+void Node::FinishEventAndDrain(const PortRef& port_ref, bool increment_first) {
   for (;;) {
     ScopedEvent next_event;
     NodeName next_from_node;
     {
       SinglePortLocker locker(&port_ref);
       Port* port = locker.port();
-      port->next_control_sequence_num_to_receive++;
+      if (increment_first)
+        port->next_control_sequence_num_to_receive++;
       port->NextEvent(&next_from_node, &next_event);
     }
     if (!next_event)
-      break;
+      return;
+    increment_first = true;
     // Results of events drained from the buffer are not the caller's: the
-    // sender of this event did nothing wrong.
+    // sender of the current event did nothing wrong.
     AcceptResult drained =
         HandleEvent(next_from_node, port_ref, std::move(next_event));
     if (drained.violation()) {
@@ -388,7 +399,45 @@ AcceptResult Node::AcceptEvent(const NodeName& from_node, ScopedEvent event) {
                             drained.ToString().c_str());
     }
   }
-  return result;
+}
+
+bool Node::MaybeAcceptPlainMessage(const NodeName& from_node,
+                                   const PortRef& port_ref,
+                                   ScopedEvent* event,
+                                   AcceptResult* result) {
+  if ((*event)->type() != EventType::kUserMessage)
+    return false;
+  auto* message = static_cast<UserMessageEvent*>(event->get());
+  if (message->num_ports() != 0)
+    return false;
+  bool has_next_message = false;
+  bool accepted = false;
+  bool drain = false;
+  {
+    SinglePortLocker locker(&port_ref);
+    Port* port = locker.port();
+    if (port->state != Port::kReceiving ||
+        !port->IsNextEvent(from_node, *message)) {
+      return false;
+    }
+    // What OnUserMessage and the counter step of AcceptEvent do, under one
+    // lock: a receiving port and no ports to adopt leave nothing to do
+    // outside it.
+    if (CanAcceptMoreMessages(port)) {
+      accepted = true;
+      port->message_queue.AcceptMessage(EventCast<UserMessageEvent>(event),
+                                        &has_next_message);
+    }
+    port->next_control_sequence_num_to_receive++;
+    drain = port->buffered_event_count() != 0;
+  }
+  if (has_next_message)
+    delegate_->PortStatusChanged(port_ref);
+  if (drain)
+    FinishEventAndDrain(port_ref, /*increment_first=*/false);
+  *result = accepted ? AcceptResult::Ok()
+                     : AcceptResult::Ignored("port no longer takes messages");
+  return true;
 }
 
 AcceptResult Node::HandleEvent(const NodeName& from_node,

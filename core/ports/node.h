@@ -240,6 +240,17 @@ class Node {
       const PortRef& port_ref,
       std::unique_ptr<UpdatePreviousPeerEvent> event);
 
+  // Steps the port's receive counter (unless already done) and handles the
+  // buffered events that are now next.
+  void FinishEventAndDrain(const PortRef& port_ref, bool increment_first);
+  // The hot path of AcceptEvent: an in-order user message without ports for
+  // a receiving port, handled under one port lock. Returns false (event
+  // untouched) when the general path must run.
+  bool MaybeAcceptPlainMessage(const NodeName& from_node,
+                               const PortRef& port_ref,
+                               ScopedEvent* event,
+                               AcceptResult* result);
+
   int AddPortWithName(const PortName& port_name, std::shared_ptr<Port> port);
   void ErasePort(const PortName& port_name);
 

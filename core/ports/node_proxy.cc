@@ -19,6 +19,25 @@ int Node::PrepareToForwardUserMessage(const PortRef& forwarding_port_ref,
                                       UserMessageEvent* message,
                                       NodeName* forward_to_node) {
   const size_t num_ports = message->num_ports();
+  if (num_ports == 0) {
+    // The common case: one lock, no table lookups, nothing to convert.
+    SinglePortLocker locker(&forwarding_port_ref);
+    Port* port = locker.port();
+    if (port->state != expected_port_state)
+      return ERROR_PORT_STATE_UNEXPECTED;
+    if (port->peer_closed && !ignore_closed_peer) {
+      return ERROR_PORT_PEER_CLOSED;
+    }
+    if (message->sequence_num() == 0) {
+      message->set_sequence_num(port->next_sequence_num_to_send++);
+    }
+    message->set_port_name(port->peer_port_name);
+    message->set_from_port(forwarding_port_ref.name());
+    message->set_control_sequence_num(
+        port->next_control_sequence_num_to_send++);
+    *forward_to_node = port->peer_node_name;
+    return OK;
+  }
   for (size_t i = 0; i < num_ports; ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (message->ports()[i] == message->ports()[j]) {
