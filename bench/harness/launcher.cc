@@ -43,7 +43,11 @@ PinPlan PinParent(bool enabled, const std::vector<int>& requested) {
         cpus.push_back(cpu);
     }
   }
-  if (cpus.size() < 2 || cpus[0] == cpus[1]) {
+  if (cpus.size() == 2 && cpus[0] == cpus[1]) {
+    plan.note = StrFormat("off (--cpus names CPU %d twice)", cpus[0]);
+    return plan;
+  }
+  if (cpus.size() < 2) {
     plan.note = StrFormat("off (only %d CPU allowed; both processes share it)",
                           CPU_COUNT(&allowed));
     return plan;
