@@ -30,6 +30,22 @@ bool IsSequencedEvent(const Event& event) {
 
 }  // namespace
 
+// Null when `seq` may enter the port's queue; otherwise why not. Below the
+// next number to read would wedge the queue forever; far beyond what has
+// arrived would let a peer park unbounded out-of-order messages.
+const char* CheckUserSequenceNum(const Port* port,
+                                 uint64_t seq,
+                                 uint64_t window) {
+  uint64_t next = port->message_queue.next_sequence_num();
+  if (seq < next)
+    return "user message sequence number already consumed";
+  uint64_t limit = next - 1 + port->message_queue.queued_message_count();
+  limit = limit + window < limit ? UINT64_MAX : limit + window;
+  if (seq > limit)
+    return "user message sequence number beyond the window";
+  return nullptr;
+}
+
 // Shared with node_proxy.cc.
 bool CanAcceptMoreMessages(const Port* port) {
   uint64_t next_sequence_num = port->message_queue.next_sequence_num();
@@ -417,7 +433,9 @@ bool Node::MaybeAcceptPlainMessage(const NodeName& from_node,
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
     if (port->state != Port::kReceiving ||
-        !port->IsNextEvent(from_node, *message)) {
+        !port->IsNextEvent(from_node, *message) ||
+        CheckUserSequenceNum(port, message->sequence_num(),
+                             options_.limits.sequence_window) != nullptr) {
       return false;
     }
     // What OnUserMessage and the counter step of AcceptEvent do, under one
@@ -521,11 +539,16 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
   bool has_next_message = false;
   bool message_accepted = false;
   bool should_forward_messages = false;
+  const char* violation = nullptr;
   if (port_ref.is_valid()) {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
     // After the last expected message nothing more is taken.
     if (CanAcceptMoreMessages(port)) {
+      violation = CheckUserSequenceNum(port, message->sequence_num(),
+                                       options_.limits.sequence_window);
+    }
+    if (CanAcceptMoreMessages(port) && !violation) {
       message_accepted = true;
       port->message_queue.AcceptMessage(std::move(message), &has_next_message);
       if (port->state == Port::kBuffering) {
@@ -547,6 +570,8 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
       if (GetPort(message->ports()[i], &attached) == OK)
         ClosePort(attached);
     }
+    if (violation)
+      return AcceptResult::Violation(violation);
     return port_ref.is_valid()
                ? AcceptResult::Ignored("port no longer takes messages")
                : kUnknownPort;

@@ -177,7 +177,10 @@ class Node {
   //  - an UpdatePreviousPeer naming an invalid node or port;
   //  - a ReadAck for a number the receiving port never sent;
   //  - PortAccepted / ObserveProxyAck to a port in the wrong state;
-  //  - more than max_buffered_events_per_port early events on one port.
+  //  - more than max_buffered_events_per_port early events on one port;
+  //  - a user message numbered below the next one to read (it would wedge
+  //    the queue) or beyond (highest received + queued + sequence_window);
+  //  - a broadcast ObserveProxy whose proxy node is not the sender.
   AcceptResult AcceptEvent(const NodeName& from_node, ScopedEvent event);
 
   // Merges the route of `port_ref` (a receiving port that never sent) with
