@@ -189,9 +189,11 @@ Status Ring::CheckHead(uint64_t head,
 }
 
 Status Ring::RefreshHeadLocked() {
-  // Pairs with the release store in PublishHead: the consumer's copies of the
-  // frames below `head` happen-before we overwrite them.
-  uint64_t head = Shared(control_->head).load(std::memory_order_acquire);
+  // Acquire: pairs with the store in PublishHead, so the consumer's copies of
+  // the frames below `head` happen-before we overwrite them. seq_cst: the
+  // re-check in WaitForSpace is one side of the Dekker pair on
+  // head/producer_waiting (the other is PublishHead).
+  uint64_t head = Shared(control_->head).load(std::memory_order_seq_cst);
   Status status = CheckHead(head, published_tail_, cached_head_);
   if (!status.ok()) {
     producer_error_ = status;
@@ -280,16 +282,16 @@ void Ring::Abandon() {
 bool Ring::PublishLocked(Status* error) {
   if (tail_ == published_tail_)
     return false;
-  // Pairs with the acquire load in LoadTail: every frame byte below tail_ is
-  // visible to the consumer that reads this value.
-  Shared(control_->tail).store(tail_, std::memory_order_release);
+  // Release: pairs with the load in LoadTail, so every frame byte below tail_
+  // is visible to the consumer that reads this value. seq_cst, with the load
+  // of consumer_sleeping below: the Dekker pair with AnnounceSleep and the
+  // re-check in WaitForData. Either the consumer's re-check sees this tail,
+  // or we see its sleeping flag.
+  Shared(control_->tail).store(tail_, std::memory_order_seq_cst);
   published_tail_ = tail_;
   counters_.publishes.fetch_add(1, std::memory_order_relaxed);
-  // Pairs with the fence in AnnounceSleep (Dekker): either the consumer's
-  // re-check sees the tail just stored, or we see its sleeping flag.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   uint32_t sleeping =
-      Shared(control_->consumer_sleeping).load(std::memory_order_relaxed);
+      Shared(control_->consumer_sleeping).load(std::memory_order_seq_cst);
   if (sleeping == 0) {
     counters_.data_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -357,7 +359,8 @@ void Ring::SetProducerWaiting(bool waiting) {
   MutexLock lock(&wait_mu_);
   if (waiting) {
     if (space_waiters_++ == 0) {
-      Shared(control_->producer_waiting).store(1, std::memory_order_relaxed);
+      // seq_cst: the Dekker pair with PublishHead (see WaitForSpace).
+      Shared(control_->producer_waiting).store(1, std::memory_order_seq_cst);
     }
   } else if (--space_waiters_ == 0) {
     Shared(control_->producer_waiting).store(0, std::memory_order_relaxed);
@@ -383,8 +386,9 @@ Status Ring::WaitForSpace(uint32_t length, Deadline deadline) {
     uint32_t seq =
         Shared(control_->space_futex).load(std::memory_order_acquire);
     SetProducerWaiting(true);
-    // Pairs with the fence in PublishHead (Dekker on head/producer_waiting).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // The flag store (seq_cst) precedes the seq_cst head load in the
+    // re-check; PublishHead stores head then loads the flag, both seq_cst.
+    // Either it sees us waiting, or we see its new head.
     auto again = SpaceAvailable(length);
     if (!again.ok() || *again) {
       SetProducerWaiting(false);
@@ -406,8 +410,9 @@ Status Ring::ConsumerCorrupt(Status status) {
 }
 
 Result<uint64_t> Ring::LoadTail() {
-  // Pairs with the release store in PublishLocked.
-  uint64_t tail = Shared(control_->tail).load(std::memory_order_acquire);
+  // Acquire: pairs with the store in PublishLocked. seq_cst: the re-check in
+  // WaitForData is one side of the Dekker pair on tail/consumer_sleeping.
+  uint64_t tail = Shared(control_->tail).load(std::memory_order_seq_cst);
   if (tail < head_) {
     return ConsumerCorrupt(CorruptError(
         StrFormat("producer broke a rule: tail %llu is behind head %llu",
@@ -515,13 +520,12 @@ Result<size_t> Ring::DrainImpl(FrameFn fn, void* ctx, size_t max_frames) {
 
 Status Ring::PublishHead(uint64_t head) {
   head_ = head;
-  // Pairs with the acquire load in RefreshHeadLocked.
-  Shared(control_->head).store(head, std::memory_order_release);
+  // Release: pairs with the load in RefreshHeadLocked. seq_cst, with the
+  // load of producer_waiting below: the Dekker pair with WaitForSpace.
+  Shared(control_->head).store(head, std::memory_order_seq_cst);
   counters_.drains.fetch_add(1, std::memory_order_relaxed);
-  // Pairs with the fence in WaitForSpace (Dekker on head/producer_waiting).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   uint32_t waiting =
-      Shared(control_->producer_waiting).load(std::memory_order_relaxed);
+      Shared(control_->producer_waiting).load(std::memory_order_seq_cst);
   if (waiting == 0) {
     counters_.space_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
     return Status::Ok();
@@ -546,9 +550,9 @@ Result<bool> Ring::HasData() {
 }
 
 void Ring::AnnounceSleep() {
-  Shared(control_->consumer_sleeping).store(1, std::memory_order_relaxed);
-  // Pairs with the fence in PublishLocked (Dekker on tail/consumer_sleeping).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // seq_cst, then the seq_cst tail load of the caller's re-check: the Dekker
+  // pair with PublishLocked (store tail, load consumer_sleeping).
+  Shared(control_->consumer_sleeping).store(1, std::memory_order_seq_cst);
 }
 
 void Ring::CancelSleep() {

@@ -50,9 +50,12 @@
 // processes. Wakes use FUTEX_WAKE(INT_MAX): every waiter on the word (an
 // io_uring wait and a thread in WaitForData, say) is woken.
 //
-// Memory ordering: see shm/ring_layout.h (pairs of release/acquire on
-// `tail`/`head`, seq_cst fences between the index stores and the wake-flag
-// loads).
+// Memory ordering: see shm/ring_layout.h. In short: `tail` and `head` are
+// published and read with (seq_cst, hence) release/acquire semantics; the
+// index stores and the wake-flag loads, and the flag stores and the index
+// re-checks, are seq_cst so that a sleeper and a waker cannot both miss each
+// other; futex counters are incremented (release) before FUTEX_WAKE and
+// loaded (acquire) before the sleep is announced.
 //
 // Checks (each a kCorrupt naming the rule):
 //   consumer: tail - head (as unsigned) <= capacity and tail is 8-aligned;

@@ -13,19 +13,23 @@
 //
 // Memory ordering:
 //   - `tail` is the publish word. The producer writes frame bytes with plain
-//     stores, then release-stores `tail` (one store may cover a batch of
-//     frames). The consumer acquire-loads `tail`; every frame byte below it is
-//     then visible. A frame is never read above the acquired `tail`.
+//     stores, then stores `tail` with release semantics (one store may cover
+//     a batch of frames). The consumer loads `tail` with acquire semantics;
+//     every frame byte below it is then visible. A frame is never read above
+//     the loaded `tail`.
 //   - `head` is the consumer's release, published once per drain after the
-//     frames below it were copied out. The producer acquire-loads it before
-//     overwriting that space, so the consumer's copies happen-before the
-//     producer's new writes.
-//   - The wake flags form a Dekker pair with the indices: the producer stores
-//     `tail`, issues a seq_cst fence and loads `consumer_sleeping`; the
-//     consumer stores `consumer_sleeping = 1`, issues a seq_cst fence and
-//     loads `tail`. At least one of them sees the other's store, so either the
-//     consumer sees the data or the producer sees the sleeper and wakes it.
-//     The space side mirrors this with `head` and `producer_waiting`.
+//     frames below it were copied out. The producer loads it (acquire)
+//     before overwriting that space, so the consumer's copies happen-before
+//     the producer's new writes.
+//   - The wake flags form a Dekker pair with the indices: the producer
+//     stores `tail`, then loads `consumer_sleeping`; the consumer stores
+//     `consumer_sleeping = 1`, then loads `tail`. All four are seq_cst (so
+//     the release/acquire above are in fact seq_cst operations; on x86-64 the
+//     store is one xchg, what a release store plus a fence would cost), and
+//     at least one side sees the other's store: either the consumer sees
+//     the data or the producer sees the sleeper and wakes it. The space side
+//     mirrors this with `head` and `producer_waiting`. Operations rather than
+//     fences: ThreadSanitizer models the former, not the latter.
 //   - The futex words are counters: the waker increments (release) before
 //     FUTEX_WAKE; the waiter loads the counter (acquire) before announcing,
 //     so a wake that races with the announcement changes the value and
