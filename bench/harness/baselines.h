@@ -5,7 +5,8 @@
 //                memfd page: 8-byte turn word + 56 payload bytes. The floor
 //                for a busy-poll round trip. Round trip only.
 //   memcpy       single-thread memcpy of the message size between two
-//                cache-hot buffers, in the parent alone. One way (GB/s).
+//                cache-hot, page-aligned buffers, in the parent alone. One
+//                way (GB/s).
 //   unix-stream  AF_UNIX SOCK_STREAM socketpair: one write() per message,
 //                the receiver reads up to 256 KiB per read() and splits.
 //   pipe         two pipes, same framing as unix-stream.

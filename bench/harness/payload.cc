@@ -30,27 +30,37 @@ uint64_t SumWords(const uint8_t* bytes, size_t size) {
 }
 
 PayloadPattern::PayloadPattern(uint64_t seed, size_t size)
-    : bytes_(size < kMinPayload ? kMinPayload : size) {
+    : size_(size < kMinPayload ? kMinPayload : size) {
+  const size_t span = (size_ + 4095) / 4096 * 4096 + 4096;
+  storage_.resize(2 * span + 4096);
+  const auto addr = reinterpret_cast<uintptr_t>(storage_.data());
+  uint8_t* a = storage_.data() + ((4096 - (addr & 4095)) & 4095);
+  uint8_t* b = a + span + 2048;
   // xorshift64*: cheap, and different seeds give different bodies.
   uint64_t x = seed | 1;
-  for (size_t i = 0; i < bytes_.size(); ++i) {
+  for (size_t i = 0; i < size_; ++i) {
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    bytes_[i] = static_cast<uint8_t>((x * 0x2545F4914F6CDD1DULL) >> 56);
+    a[i] = static_cast<uint8_t>((x * 0x2545F4914F6CDD1DULL) >> 56);
   }
-  body_sum_ =
-      SumWords(bytes_.data() + kMinPayload, bytes_.size() - kMinPayload);
+  std::memcpy(b, a, size_);
+  copies_[0] = a;
+  copies_[1] = b;
+  body_sum_ = SumWords(a + kMinPayload, size_ - kMinPayload);
 }
 
 void PayloadPattern::Write(std::span<uint8_t> dst, uint64_t seq) const {
-  std::memcpy(dst.data() + kMinPayload, bytes_.data() + kMinPayload,
-              bytes_.size() - kMinPayload);
+  const uintptr_t distance = (reinterpret_cast<uintptr_t>(dst.data()) -
+                              reinterpret_cast<uintptr_t>(copies_[0])) &
+                             4095;
+  const uint8_t* src = copies_[distance < 64 ? 1 : 0];
+  std::memcpy(dst.data() + kMinPayload, src + kMinPayload, size_ - kMinPayload);
   std::memcpy(dst.data(), &seq, sizeof(seq));
 }
 
 bool PayloadPattern::Verify(std::span<const uint8_t> src, uint64_t* seq) const {
-  if (src.size() != bytes_.size()) {
+  if (src.size() != size_) {
     *seq = 0;
     return false;
   }
