@@ -70,7 +70,8 @@ class IdentityMultiprocessTest : public ::testing::TestWithParam<IdentityMode> {
   // Starts the helper with the child's socket end inherited; `{sock}` in
   // args is replaced by its number. Our copy of that end stays open unless
   // the test closes it.
-  SpawnedChild Spawn(std::vector<std::string> args) {
+  SpawnedChild Spawn(std::vector<std::string> args,
+                     std::vector<int> also_keep = {}) {
     for (std::string& a : args) {
       if (a == "{sock}")
         a = std::to_string(theirs_.get());
@@ -79,8 +80,8 @@ class IdentityMultiprocessTest : public ::testing::TestWithParam<IdentityMode> {
     std::vector<std::string> env;
     if (mode() == IdentityMode::kPidfdOpen)
       env.push_back(std::string(kForceNoSoPassPidfdEnv) + "=1");
-    int keep[] = {theirs_.get()};
-    auto child = SpawnChild(args, EnvironmentWith(env), keep);
+    also_keep.push_back(theirs_.get());
+    auto child = SpawnChild(args, EnvironmentWith(env), also_keep);
     EXPECT_TRUE(child.ok()) << child.status().ToString();
     return child.ok() ? std::move(child).value() : SpawnedChild();
   }
@@ -200,8 +201,16 @@ TEST_P(IdentityMultiprocessTest,
 
 TEST_P(IdentityMultiprocessTest,
        HelloFromAnotherProcessThanTheLaunchedChildIsRefused) {
-  SpawnedChild child = Spawn({"wait-eof", "{sock}"});
+  // The child waits on a pipe, not on the socket: a reader there could take
+  // the answer meant for the impostor.
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  ScopedFd read_end(pipe_fds[0]);
+  ScopedFd write_end(pipe_fds[1]);
+  SpawnedChild child =
+      Spawn({"wait-eof", std::to_string(read_end.get())}, {read_end.get()});
   ASSERT_GT(child.pid, 0);
+  read_end.Reset();
   // We speak on the child's socket ourselves: the credentials name us, not
   // the child we launched.
   Status introduced;
@@ -214,8 +223,7 @@ TEST_P(IdentityMultiprocessTest,
       << id.status().ToString();
   EXPECT_THAT(id.status().ToString(), HasSubstr("not by the launched child"));
   EXPECT_EQ(introduced.code(), StatusCode::kProtocolViolation);
-  theirs_.Reset();
-  ours_.Reset();
+  write_end.Reset();
   EXPECT_EQ(ExitCode(child), 0);
 }
 

@@ -298,6 +298,42 @@ TEST_F(ReactorTest, PostedTasksRunOnTheIoThreadInOrder) {
             static_cast<uint64_t>(kTasks));
 }
 
+// Callbacks run with no Reactor lock held: each one here calls back into the
+// Reactor (post, arm, cancel, stats), which would deadlock otherwise.
+TEST_F(ReactorTest, CallbacksMayCallBackIntoTheReactor) {
+  std::atomic<int> step{0};
+  ASSERT_TRUE(
+      reactor_
+          ->AddTimer(Deadline::Now(),
+                     [&] {
+                       EXPECT_TRUE(reactor_->IsIoThread());
+                       (void)reactor_->GetStats();
+                       reactor_->Post([&] {
+                         step = 1;
+                         auto doomed = reactor_->AddTimer(
+                             Deadline::In(std::chrono::milliseconds(1)),
+                             [&] { step = 100; });
+                         ASSERT_TRUE(doomed.ok());
+                         reactor_->Cancel(*doomed);
+                         ASSERT_TRUE(
+                             reactor_
+                                 ->AddTimer(
+                                     Deadline::In(std::chrono::milliseconds(5)),
+                                     [&] { step = 2; })
+                                 .ok());
+                       });
+                     })
+          .ok());
+  ASSERT_TRUE(WaitFor([&] { return step.load() == 2; }));
+  std::atomic<bool> flushed{false};
+  ASSERT_TRUE(reactor_
+                  ->AddTimer(Deadline::In(std::chrono::milliseconds(10)),
+                             [&] { flushed = true; })
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return flushed.load(); }));
+  EXPECT_EQ(step.load(), 2) << "a timer cancelled on the io thread fired";
+}
+
 TEST_F(ReactorTest, InvalidArgumentsAreRefused) {
   uint32_t words[2] = {0, 0};
   auto misaligned = reinterpret_cast<const uint32_t*>(
