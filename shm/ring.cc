@@ -296,13 +296,23 @@ bool Ring::PublishLocked(Status* error) {
     counters_.data_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  if (sleeping == 1)
-    return true;
-  producer_error_ = CorruptError(StrFormat(
-      "consumer broke a rule: consumer_sleeping holds %u (must be 0 or 1)",
-      sleeping));
-  *error = producer_error_;
-  return false;
+  if (sleeping != 1) {
+    producer_error_ = CorruptError(StrFormat(
+        "consumer broke a rule: consumer_sleeping holds %u (must be 0 or 1)",
+        sleeping));
+    *error = producer_error_;
+    return false;
+  }
+  // Claim the wake: one FUTEX_WAKE per announced sleep, not one per publish
+  // while the woken consumer is still getting up to clear its flag. Whoever
+  // swaps the 1 out wakes; another producer thread that lost the race sees
+  // 0 and need not.
+  if (Shared(control_->consumer_sleeping)
+          .exchange(0, std::memory_order_seq_cst) != 1) {
+    counters_.data_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
 }
 
 void Ring::WakeConsumer() {
@@ -358,10 +368,12 @@ Result<bool> Ring::SpaceAvailable(uint32_t length) {
 void Ring::SetProducerWaiting(bool waiting) {
   MutexLock lock(&wait_mu_);
   if (waiting) {
-    if (space_waiters_++ == 0) {
-      // seq_cst: the Dekker pair with PublishHead (see WaitForSpace).
-      Shared(control_->producer_waiting).store(1, std::memory_order_seq_cst);
-    }
+    ++space_waiters_;
+    // Stored on every announcement, not only by the first waiter: the
+    // consumer clears the flag when it claims a wake, and a waiter that
+    // announces after that must set it again. seq_cst: the Dekker pair with
+    // PublishHead (see WaitForSpace).
+    Shared(control_->producer_waiting).store(1, std::memory_order_seq_cst);
   } else if (--space_waiters_ == 0) {
     Shared(control_->producer_waiting).store(0, std::memory_order_relaxed);
   }
@@ -534,6 +546,12 @@ Status Ring::PublishHead(uint64_t head) {
     return ConsumerCorrupt(CorruptError(StrFormat(
         "producer broke a rule: producer_waiting holds %u (must be 0 or 1)",
         waiting)));
+  }
+  // Claim the wake, as PublishLocked does for the data side.
+  if (Shared(control_->producer_waiting)
+          .exchange(0, std::memory_order_seq_cst) != 1) {
+    counters_.space_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    return Status::Ok();
   }
   // Pairs with the acquire load of the counter in WaitForSpace.
   Shared(control_->space_futex).fetch_add(1, std::memory_order_release);

@@ -94,9 +94,11 @@ struct RingControl {
   uint64_t reserved2[15];
 
   // Line 3: the wake flags, each 0 or 1. Rarely written, read on every
-  // commit and every drain.
-  uint32_t consumer_sleeping;  // Written by the consumer.
-  uint32_t producer_waiting;   // Written by the producer.
+  // commit and every drain. Each is set by the side that sleeps and cleared
+  // by it or by the waker, which swaps the 1 out to claim the wake (one
+  // FUTEX_WAKE per sleep).
+  uint32_t consumer_sleeping;  // Set by the consumer; cleared by either.
+  uint32_t producer_waiting;   // Set by the producer; cleared by either.
   uint64_t reserved3[15];
 
   // Line 4: the futex words (counters), written only on the wake path.

@@ -23,79 +23,133 @@ uint32_t FloodFrameSize(uint64_t seed, uint64_t seq, uint32_t max_size) {
   return static_cast<uint32_t>(Mix(seed ^ Mix(seq)) % (uint64_t{max_size} + 1));
 }
 
-uint32_t FloodChecksum(std::span<const uint8_t> payload) {
-  uint64_t sum = 0x12345678;
-  size_t i = 12;
-  for (; i + 8 <= payload.size(); i += 8) {
-    uint64_t w;
-    memcpy(&w, payload.data() + i, 8);
-    sum = (sum ^ w) * 0x100000001b3ull;
-  }
-  for (; i < payload.size(); ++i)
-    sum = (sum ^ payload[i]) * 0x100000001b3ull;
+namespace {
+
+constexpr size_t kBodyOffset = 16;
+
+uint64_t PatternBase(uint64_t seed, uint64_t seq) {
+  return Mix(seed + seq);
+}
+
+uint64_t PatternWord(uint64_t base, size_t offset) {
+  return base + offset * 0x9e3779b97f4a7c15ull;
+}
+
+uint64_t ChecksumStep(uint64_t sum, uint64_t word) {
+  return (sum ^ word) * 0x100000001b3ull;
+}
+
+uint32_t Fold(uint64_t sum) {
   return static_cast<uint32_t>(sum ^ (sum >> 32));
 }
 
-void FillFloodFrame(uint64_t seed, uint64_t seq, std::span<uint8_t> out) {
-  uint64_t base = Mix(seed + seq);
-  size_t i = 0;
-  for (; i + 8 <= out.size(); i += 8) {
-    uint64_t w = base + i * 0x9e3779b97f4a7c15ull;
-    memcpy(out.data() + i, &w, 8);
+// Frames below kBodyOffset bytes: the pattern bytes, then the seq where it
+// fits. Small enough to regenerate and compare.
+void FillTiny(uint64_t seed, uint64_t seq, std::span<uint8_t> out) {
+  uint64_t base = PatternBase(seed, seq);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<uint8_t>(base >> (8 * (i % 8)));
   }
-  for (; i < out.size(); ++i)
-    out[i] = static_cast<uint8_t>(base >> (i % 8));
   if (out.size() >= 8)
     memcpy(out.data(), &seq, 8);
-  if (out.size() >= 12) {
-    uint32_t sum = FloodChecksum(out);
-    memcpy(out.data() + 8, &sum, 4);
+}
+
+}  // namespace
+
+uint32_t FloodChecksum(std::span<const uint8_t> payload) {
+  uint64_t sum = 0x12345678;
+  size_t i = kBodyOffset;
+  for (; i + 8 <= payload.size(); i += 8) {
+    uint64_t w;
+    memcpy(&w, payload.data() + i, 8);
+    sum = ChecksumStep(sum, w);
   }
+  for (; i < payload.size(); ++i)
+    sum = ChecksumStep(sum, payload[i]);
+  return Fold(sum);
+}
+
+// Layout for frames of at least 16 bytes: [0,8) seq, [8,12) checksum of
+// [16, L), [12,16) length, [16, L) pattern words. One pass writes the
+// pattern and the checksum; one pass on the consumer checks both.
+void FillFloodFrame(uint64_t seed, uint64_t seq, std::span<uint8_t> out) {
+  if (out.size() < kBodyOffset) {
+    FillTiny(seed, seq, out);
+    return;
+  }
+  uint64_t base = PatternBase(seed, seq);
+  uint64_t sum = 0x12345678;
+  size_t i = kBodyOffset;
+  for (; i + 8 <= out.size(); i += 8) {
+    uint64_t w = PatternWord(base, i);
+    memcpy(out.data() + i, &w, 8);
+    sum = ChecksumStep(sum, w);
+  }
+  for (; i < out.size(); ++i) {
+    out[i] = static_cast<uint8_t>(base >> (8 * (i % 8)));
+    sum = ChecksumStep(sum, out[i]);
+  }
+  uint32_t checksum = Fold(sum);
+  uint32_t length = static_cast<uint32_t>(out.size());
+  memcpy(out.data(), &seq, 8);
+  memcpy(out.data() + 8, &checksum, 4);
+  memcpy(out.data() + 12, &length, 4);
 }
 
 bool FloodChecker::Check(uint16_t kind, std::span<const uint8_t> payload) {
   if (!error_.empty())
     return false;
   uint64_t seq = next_++;
+  auto fail = [&](const char* what) {
+    error_ =
+        StrFormat("frame %llu (%zu bytes): %s",
+                  static_cast<unsigned long long>(seq), payload.size(), what);
+    return false;
+  };
+  if (kind != kFloodKind)
+    return fail("wrong kind");
   uint32_t size = FloodFrameSize(seed_, seq, max_size_);
-  if (kind != kFloodKind) {
-    error_ = StrFormat("frame %llu: kind %u, expected %u",
-                       static_cast<unsigned long long>(seq), kind, kFloodKind);
-    return false;
-  }
   if (payload.size() != size) {
-    error_ = StrFormat(
-        "frame %llu: %zu bytes, expected %u (dropped, "
-        "duplicated or reordered frame?)",
-        static_cast<unsigned long long>(seq), payload.size(), size);
-    return false;
+    return fail("wrong length (dropped, duplicated or reordered frame?)");
   }
   if (size >= 8) {
     uint64_t got;
     memcpy(&got, payload.data(), 8);
-    if (got != seq) {
-      error_ = StrFormat("frame %llu: carries sequence number %llu",
-                         static_cast<unsigned long long>(seq),
-                         static_cast<unsigned long long>(got));
-      return false;
+    if (got != seq)
+      return fail("wrong sequence number");
+  }
+  if (size < kBodyOffset) {
+    expected_.resize(size);
+    FillTiny(seed_, seq, expected_);
+    if (size != 0 && memcmp(expected_.data(), payload.data(), size) != 0) {
+      return fail("content differs from the pattern");
     }
+    return true;
   }
-  if (size >= 12) {
-    uint32_t sum;
-    memcpy(&sum, payload.data() + 8, 4);
-    if (sum != FloodChecksum(payload)) {
-      error_ = StrFormat("frame %llu: checksum mismatch",
-                         static_cast<unsigned long long>(seq));
-      return false;
-    }
+  uint32_t checksum;
+  uint32_t length;
+  memcpy(&checksum, payload.data() + 8, 4);
+  memcpy(&length, payload.data() + 12, 4);
+  if (length != size)
+    return fail("wrong length field");
+  uint64_t base = PatternBase(seed_, seq);
+  uint64_t sum = 0x12345678;
+  bool pattern_ok = true;
+  size_t i = kBodyOffset;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w;
+    memcpy(&w, payload.data() + i, 8);
+    pattern_ok &= w == PatternWord(base, i);
+    sum = ChecksumStep(sum, w);
   }
-  expected_.resize(size);
-  FillFloodFrame(seed_, seq, expected_);
-  if (size != 0 && memcmp(expected_.data(), payload.data(), size) != 0) {
-    error_ = StrFormat("frame %llu: content differs from the pattern",
-                       static_cast<unsigned long long>(seq));
-    return false;
+  for (; i < size; ++i) {
+    pattern_ok &= payload[i] == static_cast<uint8_t>(base >> (8 * (i % 8)));
+    sum = ChecksumStep(sum, payload[i]);
   }
+  if (Fold(sum) != checksum)
+    return fail("checksum mismatch");
+  if (!pattern_ok)
+    return fail("content differs from the pattern");
   return true;
 }
 

@@ -3,10 +3,13 @@
 // another process) can verify order and every byte without being told
 // anything but the seed.
 //
-// Payload of frame `seq` (length L = FloodFrameSize(seed, seq, max)):
-//   [0, 8)   seq, little-endian          (when L >= 8)
-//   [8, 12)  checksum of bytes [12, L)   (when L >= 12)
-//   rest     a pattern of (seed, seq, offset)
+// Payload of frame `seq` (length L = FloodFrameSize(seed, seq, max)), when
+// L >= 16:
+//   [0, 8)   seq
+//   [8, 12)  checksum of bytes [16, L)
+//   [12, 16) L
+//   [16, L)  a pattern of (seed, seq, offset)
+// Shorter frames hold pattern bytes, with seq in [0, 8) when L >= 8.
 // A dropped, duplicated or reordered frame changes the expected length or
 // seq; a flipped byte breaks the checksum or the pattern.
 #ifndef SHMPORTS_TESTS_SHM_FLOOD_FRAMES_H_
@@ -31,7 +34,7 @@ uint32_t FloodFrameSize(uint64_t seed, uint64_t seq, uint32_t max_size);
 // Writes frame `seq` into `out` (its length is the frame's length).
 void FillFloodFrame(uint64_t seed, uint64_t seq, std::span<uint8_t> out);
 
-// Checksum stored at [8, 12) for a payload of at least 12 bytes.
+// Checksum stored at [8, 12) for a payload of at least 16 bytes.
 uint32_t FloodChecksum(std::span<const uint8_t> payload);
 
 // Verifies frames in order. Not thread-safe; one per consumer.

@@ -359,6 +359,23 @@ TEST_F(RingTest, ProducerWakesOnlyAnAnnouncedSleeper) {
   EXPECT_NE(*consumer_->data_futex_word(), before);
 }
 
+TEST_F(RingTest, OneWakePerAnnouncedSleep) {
+  consumer_->AnnounceSleep();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(Write(8).ok());
+  // The first publish claimed the wake (swapped the flag out); the others
+  // did not repeat the syscall.
+  EXPECT_EQ(producer_->stats().data_wakes_issued, 1u);
+  EXPECT_EQ(producer_->stats().data_wakes_avoided, 4u);
+  EXPECT_EQ(control()->consumer_sleeping, 0u);
+  control()->producer_waiting = 1;
+  DrainLengths();
+  ASSERT_TRUE(Write(8).ok());
+  DrainLengths();
+  EXPECT_EQ(consumer_->stats().space_wakes_issued, 1u);
+  EXPECT_EQ(control()->producer_waiting, 0u);
+}
+
 TEST_F(RingTest, ConsumerWakesOnlyAWaitingProducer) {
   ASSERT_TRUE(Write(8).ok());
   DrainLengths();
