@@ -31,8 +31,8 @@ const Subject* FindSubject(std::string_view name) {
 
 const char* MetricName(Metric metric) {
   switch (metric) {
-    case Metric::kP50Latency:
-      return "p50 latency";
+    case Metric::kTripTime:
+      return "round trip";
     case Metric::kMessagesPerSecond:
       return "msgs/s";
     case Metric::kGigabytesPerSecond:
@@ -48,7 +48,7 @@ const std::vector<RatioSpec>& AllRatios() {
        .baseline = "cacheline",
        .pattern = Pattern::kRoundTrip,
        .size = 64,
-       .metric = Metric::kP50Latency,
+       .metric = Metric::kTripTime,
        .target = 2.0,
        .stretch = 1.5,
        .owner = "shm"},
@@ -76,7 +76,7 @@ const std::vector<RatioSpec>& AllRatios() {
        .baseline = "eventfd",
        .pattern = Pattern::kRoundTrip,
        .size = 64,
-       .metric = Metric::kP50Latency},
+       .metric = Metric::kTripTime},
       {.figure = "raw Ring sleeping 64 B one-way vs Unix stream",
        .subject = "ring-sleep",
        .baseline = "unix-stream",
@@ -96,7 +96,7 @@ const std::vector<RatioSpec>& AllRatios() {
        .baseline = "cacheline",
        .pattern = Pattern::kRoundTrip,
        .size = 64,
-       .metric = Metric::kP50Latency},
+       .metric = Metric::kTripTime},
       {.figure = "pipe 64 B one-way vs Unix stream",
        .subject = "pipe",
        .baseline = "unix-stream",

@@ -25,7 +25,7 @@ const Subject* FindSubject(std::string_view name);
 
 // What a figure's ratio compares.
 enum class Metric {
-  kP50Latency,  // Round trip median, ns (lower is better).
+  kTripTime,  // Round trip p50, ns (lower is better).
   kMessagesPerSecond,
   kGigabytesPerSecond,
 };
@@ -41,7 +41,7 @@ struct RatioSpec {
   size_t size;
   Metric metric;
   // Target and stretch on the median ratio; 0 means "reported only".
-  // For kP50Latency the ratio must be at most the target, else at least.
+  // For kTripTime the ratio must be at most the target, else at least.
   double target = 0;
   double stretch = 0;
   std::string owner;  // Who owns the target (ARCHITECTURE.md).

@@ -16,6 +16,7 @@
 
 #include "bench/harness/catalog.h"
 #include "bench/harness/cleanup.h"
+#include "bench/harness/clock.h"
 #include "bench/harness/launcher.h"
 #include "bench/harness/report.h"
 #include "bench/harness/runner.h"
@@ -155,6 +156,7 @@ int RunMain(const Options& options, const CLI::App& app) {
   // Before pinning: the watchdog thread keeps the process's full CPU set.
   Watchdog watchdog;
   config.pin = PinParent(!options.no_pin, options.cpus);
+  TripClock::Calibrate();
   if (!options.quiet) {
     std::fprintf(stderr, "pinning: %s; %zu trials x %d repetitions\n",
                  config.pin.note.c_str(), plan.size(), config.repetitions);

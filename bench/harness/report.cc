@@ -4,6 +4,7 @@
 #include <map>
 #include <tuple>
 
+#include "bench/harness/clock.h"
 #include "core/base/str_format.h"
 
 namespace shmports::bench {
@@ -25,7 +26,7 @@ const TrialResult* FindTrial(const std::vector<TrialResult>& trials,
 
 double MetricOf(const TrialResult& t, Metric metric) {
   switch (metric) {
-    case Metric::kP50Latency:
+    case Metric::kTripTime:
       return static_cast<double>(t.latency.p50_ns);
     case Metric::kMessagesPerSecond:
       return t.msgs_per_s;
@@ -36,7 +37,7 @@ double MetricOf(const TrialResult& t, Metric metric) {
 }
 
 bool LowerIsBetter(Metric metric) {
-  return metric == Metric::kP50Latency;
+  return metric == Metric::kTripTime;
 }
 
 std::string SizeText(size_t size) {
@@ -147,6 +148,8 @@ nlohmann::json ReportJson(const RunConfig& config,
       {"repetitions", config.repetitions},
       {"seed", config.seed},
   };
+  j["clock"] = {{"source", TripClock::Describe()},
+                {"read_cost_ns", TripClock::ReadCostNs()}};
   j["pinning"] = {{"pinned", config.pin.pinned},
                   {"parent_cpu", config.pin.parent_cpu},
                   {"peer_cpu", config.pin.peer_cpu},
@@ -292,34 +295,29 @@ std::string ReportTable(const RunConfig& config,
     return false;
   };
   if (any_of(Pattern::kRoundTrip)) {
-    out +=
-        "\nround trip (ns; median over repetitions, [min..max] of the p50)\n";
-  }
-  if (any_of(Pattern::kRoundTrip))
-    out += StrFormat("  %-8s %-12s %22s %9s %9s %10s %10s\n", "size", "subject",
+    out += StrFormat(
+        "\nround trip (ns, median over repetitions; every trip timed with %s, "
+        "each sample includes one read, %.0f ns)\n",
+        TripClock::Describe().c_str(), TripClock::ReadCostNs());
+    out += StrFormat("  %-8s %-12s %24s %9s %9s %10s %9s\n", "size", "subject",
                      "p50 [min..max]", "p99", "p99.9", "max", "samples");
+  }
   for (const Group& g : groups) {
     if (g.first->pattern != Pattern::kRoundTrip || g.ok.empty())
       continue;
-    Spread p50 = SpreadOver(g.ok, [](const TrialResult& t) {
-      return static_cast<double>(t.latency.p50_ns);
-    });
-    auto med = [&](auto f) { return SpreadOver(g.ok, f).median; };
+    auto spread = [&](uint64_t LatencySummary::*field) {
+      return SpreadOver(g.ok, [field](const TrialResult& t) {
+        return static_cast<double>(t.latency.*field);
+      });
+    };
+    const Spread p50 = spread(&LatencySummary::p50_ns);
     out += StrFormat(
-        "  %-8s %-12s %8.0f [%5.0f..%5.0f] %9.0f %9.0f %10.0f %10.0f\n",
+        "  %-8s %-12s %8.0f [%6.0f..%6.0f] %9.0f %9.0f %10.0f %9.0f\n",
         SizeText(g.first->size).c_str(), g.first->subject.c_str(), p50.median,
-        p50.min, p50.max, med([](const TrialResult& t) {
-          return static_cast<double>(t.latency.p99_ns);
-        }),
-        med([](const TrialResult& t) {
-          return static_cast<double>(t.latency.p999_ns);
-        }),
-        med([](const TrialResult& t) {
-          return static_cast<double>(t.latency.max_ns);
-        }),
-        med([](const TrialResult& t) {
-          return static_cast<double>(t.latency.count);
-        }));
+        p50.min, p50.max, spread(&LatencySummary::p99_ns).median,
+        spread(&LatencySummary::p999_ns).median,
+        spread(&LatencySummary::max_ns).median,
+        spread(&LatencySummary::count).median);
   }
 
   if (any_of(Pattern::kOneWay)) {

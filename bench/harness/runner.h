@@ -62,7 +62,7 @@ struct TrialResult {
   Status status;  // Not OK: the figures below mean nothing.
   int parent_cpu = -1;
   int peer_cpu = -1;
-  LatencySummary latency;   // Round trip.
+  LatencySummary latency;   // Round trip, each trip timed.
   uint64_t messages = 0;    // One way (round trip: trips made).
   uint64_t elapsed_ns = 0;  // One way.
   double msgs_per_s = 0;

@@ -3,8 +3,10 @@
 // not in the transports, so every subject is measured the same way:
 //
 //   round trip  parent: stamp seq, Send; Receive 1, verify body and seq;
-//               one clock read per trip (the end of one trip starts the
-//               next). Peer: Receive 1, verify, Send the same seq back.
+//               after an untimed warm-up, every trip is timed with
+//               TripClock (one read per trip: the end of one starts the
+//               next).
+//               Peer: Receive 1, verify, Send the same seq back.
 //   one way     parent: Send seq 0, 1, ... (clock checked every 64
 //               messages). Peer: Receive in batches, verify each body,
 //               require consecutive numbers.
@@ -17,9 +19,11 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
+#include "bench/harness/clock.h"
 #include "bench/harness/control_block.h"
 #include "bench/harness/payload.h"
 #include "bench/harness/subject.h"
@@ -36,12 +40,9 @@ Result<RoundTripOutcome> RunRoundTripLoop(T& t,
                                           const PayloadPattern& payload,
                                           const TrialParams& params) {
   RoundTripOutcome out;
-  const uint64_t limit = params.max_messages + params.warmup_messages;
-  out.samples_ns.reserve(limit < (1u << 20) ? limit : (1u << 20));
   const size_t size = payload.size();
-  uint64_t end = 0;
-  uint64_t t0 = MonotonicNanos();
-  for (uint64_t seq = 0; seq < limit; ++seq) {
+  uint64_t seq = 0;
+  auto trip = [&]() -> Status {
     SHMPORTS_RETURN_IF_ERROR(t.Send(size, [&](std::span<uint8_t> bytes) {
       payload.Write(bytes, seq);
       if (seq == params.corrupt_at)
@@ -53,19 +54,32 @@ Result<RoundTripOutcome> RunRoundTripLoop(T& t,
                               t.Receive(1, [&](std::span<const uint8_t> bytes) {
                                 body_ok = payload.Verify(bytes, &got);
                               }));
-    const uint64_t t1 = MonotonicNanos();
     ++out.messages;
     if (n != 1 || !body_ok || got != seq)
       ++out.reply_errors;
-    if (seq == params.warmup_messages)
-      end = t0 + params.duration_ns;
-    if (seq >= params.warmup_messages) {
-      out.samples_ns.push_back(t1 - t0);
-      if (t1 >= end)
-        break;
-    }
+    ++seq;
+    return Status::Ok();
+  };
+
+  while (seq < params.warmup_messages)
+    SHMPORTS_RETURN_IF_ERROR(trip());
+  const uint64_t limit = params.warmup_messages + params.max_messages;
+  out.samples_ns.reserve(std::min<uint64_t>(params.max_messages, 1u << 20));
+  // Every trip timed: the end of one is the start of the next, so each
+  // sample includes exactly one clock read (TripClock::ReadCostNs()).
+  const uint64_t end_ns = MonotonicNanos() + params.duration_ns;
+  uint64_t t0 = TripClock::Now();
+  while (seq < limit) {
+    SHMPORTS_RETURN_IF_ERROR(trip());
+    const uint64_t t1 = TripClock::Now();
+    out.samples_ns.push_back(t1 - t0);
     t0 = t1;
+    if ((seq & 63) == 0 && MonotonicNanos() >= end_ns)
+      break;
   }
+  for (uint64_t& sample : out.samples_ns)
+    sample = TripClock::ToNanos(sample);
+
   SHMPORTS_RETURN_IF_ERROR(t.Send(
       size, [&](std::span<uint8_t> bytes) { payload.Write(bytes, kStopSeq); }));
   uint64_t got = 0;
