@@ -98,3 +98,13 @@ wait $pid || status=$?
 grep -q "trial deadline passed" "$tmp/stall.txt" || fail "stall: no watchdog message"
 [ -z "$(leftovers $pid)" ] || fail "stall left in /dev/shm: $(leftovers $pid)"
 echo "ok: stalled peer killed by the watchdog, /dev/shm clean"
+
+# 3. Bad arguments are refused with a message, not run.
+for args in "--repetitions 2" "--sizes 4" "--subjects nosuch" "--patterns sideways"; do
+  status=0
+  # shellcheck disable=SC2086
+  "$bench" --quick $args >/dev/null 2>"$tmp/bad.txt" || status=$?
+  [ $status -ne 0 ] && [ $status -lt 128 ] && [ -s "$tmp/bad.txt" ] ||
+    fail "'$args' was not refused cleanly (status $status)"
+done
+echo "ok: bad arguments refused"
