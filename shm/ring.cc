@@ -23,6 +23,14 @@ constexpr uint64_t FrameBytes(uint32_t length) {
          ((uint64_t{length} + kFrameAlignment - 1) & ~(kFrameAlignment - 1));
 }
 
+// Counters with one writer at a time (the producer mutex's holder, or the
+// one consumer thread): a relaxed load and store, not a locked RMW, on the
+// hot path. Readers on other threads see a recent value.
+void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
+  counter.store(counter.load(std::memory_order_relaxed) + n,
+                std::memory_order_relaxed);
+}
+
 unsigned long long U(uint64_t v) {
   return static_cast<unsigned long long>(v);
 }
@@ -233,7 +241,7 @@ bool Ring::Reserve(uint32_t length,
     *error = RefreshHeadLocked();
     if (!error->ok() || !FitsLocked(length)) {
       if (error->ok())
-        counters_.full.fetch_add(1, std::memory_order_relaxed);
+        Bump(counters_.full, 1);
       producer_mu_.Unlock();
       return false;
     }
@@ -264,7 +272,7 @@ Status Ring::Commit(Publish publish) {
   header.flags = reserved_flags_;
   memcpy(data_ + reserved_pos_, &header, sizeof(header));
   tail_ += FrameBytes(reserved_length_);
-  counters_.frames_committed.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.frames_committed, 1);
   Status status;
   bool wake = publish == Publish::kNow && PublishLocked(&status);
   producer_mu_.Unlock();
@@ -289,11 +297,11 @@ bool Ring::PublishLocked(Status* error) {
   // or we see its sleeping flag.
   Shared(control_->tail).store(tail_, std::memory_order_seq_cst);
   published_tail_ = tail_;
-  counters_.publishes.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.publishes, 1);
   uint32_t sleeping =
       Shared(control_->consumer_sleeping).load(std::memory_order_seq_cst);
   if (sleeping == 0) {
-    counters_.data_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.data_wakes_avoided, 1);
     return false;
   }
   if (sleeping != 1) {
@@ -309,7 +317,7 @@ bool Ring::PublishLocked(Status* error) {
   // 0 and need not.
   if (Shared(control_->consumer_sleeping)
           .exchange(0, std::memory_order_seq_cst) != 1) {
-    counters_.data_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.data_wakes_avoided, 1);
     return false;
   }
   return true;
@@ -521,7 +529,7 @@ Result<size_t> Ring::DrainImpl(FrameFn fn, void* ctx, size_t max_frames) {
     head += FrameBytes(header.length);
     ++delivered;
   }
-  counters_.frames_drained.fetch_add(delivered, std::memory_order_relaxed);
+  Bump(counters_.frames_drained, delivered);
   Status published = head != head_ ? PublishHead(head) : Status::Ok();
   if (!bad.ok())
     return ConsumerCorrupt(std::move(bad));
@@ -535,11 +543,11 @@ Status Ring::PublishHead(uint64_t head) {
   // Release: pairs with the load in RefreshHeadLocked. seq_cst, with the
   // load of producer_waiting below: the Dekker pair with WaitForSpace.
   Shared(control_->head).store(head, std::memory_order_seq_cst);
-  counters_.drains.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.drains, 1);
   uint32_t waiting =
       Shared(control_->producer_waiting).load(std::memory_order_seq_cst);
   if (waiting == 0) {
-    counters_.space_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.space_wakes_avoided, 1);
     return Status::Ok();
   }
   if (waiting != 1) {
@@ -550,13 +558,13 @@ Status Ring::PublishHead(uint64_t head) {
   // Claim the wake, as PublishLocked does for the data side.
   if (Shared(control_->producer_waiting)
           .exchange(0, std::memory_order_seq_cst) != 1) {
-    counters_.space_wakes_avoided.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.space_wakes_avoided, 1);
     return Status::Ok();
   }
   // Pairs with the acquire load of the counter in WaitForSpace.
   Shared(control_->space_futex).fetch_add(1, std::memory_order_release);
   FutexWake(&control_->space_futex, INT_MAX);
-  counters_.space_wakes_issued.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.space_wakes_issued, 1);
   return Status::Ok();
 }
 
@@ -596,7 +604,7 @@ Status Ring::WaitForData(Deadline deadline) {
         return std::move(again).TakeStatus();
       return Status::Ok();
     }
-    counters_.consumer_sleeps.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.consumer_sleeps, 1);
     FutexWait(&control_->data_futex, seq, deadline);
     CancelSleep();
   }
