@@ -89,7 +89,11 @@ Ring::Ring(std::span<uint8_t> region, uint64_t capacity, uint32_t max_frame)
       capacity_(capacity),
       mask_(capacity - 1),
       max_frame_(max_frame),
-      copy_(max_frame) {}
+      copy_storage_(max_frame + 2 * kRingPageSize) {
+  uintptr_t addr = reinterpret_cast<uintptr_t>(copy_storage_.data());
+  copy_page_ = copy_storage_.data() +
+               ((kRingPageSize - addr % kRingPageSize) % kRingPageSize);
+}
 
 Ring::~Ring() = default;
 
@@ -523,9 +527,11 @@ Result<size_t> Ring::DrainImpl(FrameFn fn, void* ctx, size_t max_frames) {
       continue;
     }
     // Copy out before anyone parses: the producer can still write here.
-    memcpy(copy_.data(), data_ + pos + sizeof(FrameHeader), header.length);
+    uint64_t offset = pos + sizeof(FrameHeader);
+    uint8_t* copy = copy_page_ + offset % kRingPageSize;
+    memcpy(copy, data_ + offset, header.length);
     fn(ctx, FrameView{header.kind, header.flags,
-                      std::span<const uint8_t>(copy_.data(), header.length)});
+                      std::span<const uint8_t>(copy, header.length)});
     head += FrameBytes(header.length);
     ++delivered;
   }
