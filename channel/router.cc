@@ -1,0 +1,539 @@
+#include "channel/router.h"
+
+#include <poll.h>
+
+#include <cstring>
+#include <utility>
+
+#include "channel/frame_kinds.h"
+#include "core/base/log.h"
+#include "core/base/str_format.h"
+
+namespace shmports::channel {
+namespace {
+
+// Frames one inbound pass delivers before yielding to other links and tasks.
+constexpr size_t kMaxFramesPerRound = 1024;
+// Passes of the final drain after a death (the dead peer adds nothing, so
+// more than one pass only happens for a peer that hung up but still lives).
+constexpr int kMaxDeathDrainPasses = 64;
+
+uint64_t Relaxed(const std::atomic<uint64_t>& counter) {
+  return counter.load(std::memory_order_relaxed);
+}
+
+void Bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+  counter.fetch_add(by, std::memory_order_relaxed);
+}
+
+// Fill of a ring from its control page. Statistics only: relaxed loads of
+// words the peer may scribble on; the result is clamped, never trusted.
+uint64_t RingFill(const shm::RingControl* control, uint64_t capacity) {
+  uint64_t tail =
+      std::atomic_ref<uint64_t>(const_cast<uint64_t&>(control->tail))
+          .load(std::memory_order_relaxed);
+  uint64_t head =
+      std::atomic_ref<uint64_t>(const_cast<uint64_t&>(control->head))
+          .load(std::memory_order_relaxed);
+  uint64_t fill = tail - head;
+  return fill > capacity ? capacity : fill;
+}
+
+}  // namespace
+
+struct Router::Link {
+  explicit Link(std::unique_ptr<Connection> c)
+      : conn(std::move(c)), peer(conn->peer_name()) {}
+
+  const std::unique_ptr<Connection> conn;
+  const ports::NodeName peer;
+
+  // Taken before the outbound ring's producer mutex.
+  Mutex mu;
+  std::deque<std::vector<uint8_t>> overflow GUARDED_BY(mu);
+  bool closed GUARDED_BY(mu) = false;
+  // A ServiceOverflow is posted or a space wait armed.
+  bool space_service_pending GUARDED_BY(mu) = false;
+
+  // io thread only.
+  bool dead = false;
+  Reactor::Token data_token = Reactor::kInvalidToken;
+  Reactor::Token space_token = Reactor::kInvalidToken;
+  Reactor::Token pidfd_token = Reactor::kInvalidToken;
+  Reactor::Token socket_token = Reactor::kInvalidToken;
+
+  std::atomic<uint64_t> messages_sent{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> messages_received{0};
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> events_ignored{0};
+  std::atomic<uint64_t> events_too_large{0};
+  std::atomic<uint64_t> overflow_depth{0};
+  std::atomic<uint64_t> overflow_high_water{0};
+};
+
+Router::Router(Reactor* reactor) : reactor_(reactor) {}
+
+Router::~Router() = default;
+
+void Router::SetNode(ports::Node* node) {
+  node_.store(node, std::memory_order_release);
+}
+
+Status Router::AddConnection(std::unique_ptr<Connection> connection) {
+  auto link = std::make_shared<Link>(std::move(connection));
+  {
+    MutexLock lock(&links_mu_);
+    if (links_.count(link->peer) != 0) {
+      return AlreadyExistsError("already connected to node " +
+                                link->peer.ToString());
+    }
+    links_[link->peer] = link;
+  }
+  reactor_->Post([this, link] { StartLink(link); });
+  return Status::Ok();
+}
+
+void Router::RecordHandshakeDeath() {
+  Bump(peer_deaths_);
+}
+
+void Router::SetPortStatusObserver(PortStatusObserver observer) {
+  auto shared = std::make_shared<const PortStatusObserver>(std::move(observer));
+  MutexLock lock(&observers_mu_);
+  port_status_observer_ = std::move(shared);
+}
+
+void Router::SetPeerLostObserver(PeerLostObserver observer) {
+  auto shared = std::make_shared<const PeerLostObserver>(std::move(observer));
+  MutexLock lock(&observers_mu_);
+  peer_lost_observer_ = std::move(shared);
+}
+
+Router::LinkPtr Router::FindLink(const ports::NodeName& node) const {
+  MutexLock lock(&links_mu_);
+  auto it = links_.find(node);
+  return it == links_.end() ? nullptr : it->second;
+}
+
+void Router::ForwardEvent(const ports::NodeName& node,
+                          ports::ScopedEvent event) {
+  ports::Node* local = node_.load(std::memory_order_acquire);
+  if (local != nullptr && node == local->name()) {
+    Bump(local_events_);
+    ports::AcceptResult result = local->AcceptEvent(node, std::move(event));
+    if (result.violation()) {
+      SHMPORTS_LOG(kError, "local event refused by our own node: %s",
+                   result.ToString().c_str());
+    }
+    return;
+  }
+  LinkPtr link = FindLink(node);
+  if (!link) {
+    Bump(events_to_unknown_nodes_);
+    return;
+  }
+  SendOnLink(link, *event);
+}
+
+void Router::BroadcastEvent(ports::ScopedEvent event) {
+  std::vector<LinkPtr> links;
+  {
+    MutexLock lock(&links_mu_);
+    for (const auto& [name, link] : links_)
+      links.push_back(link);
+  }
+  for (const LinkPtr& link : links)
+    SendOnLink(link, *event);
+}
+
+void Router::PortStatusChanged(const ports::PortRef& port) {
+  std::shared_ptr<const PortStatusObserver> observer;
+  {
+    MutexLock lock(&observers_mu_);
+    observer = port_status_observer_;
+  }
+  if (observer && *observer)
+    (*observer)(port);
+}
+
+void Router::SendOnLink(const LinkPtr& link, const ports::Event& event) {
+  const size_t size = event.GetSerializedSize();
+  shm::Ring& ring = link->conn->outbound_ring();
+  if (size > ring.max_frame()) {
+    Bump(link->events_too_large);
+    SHMPORTS_LOG_REPEATED(
+        "router-event-too-large", kError,
+        "event of %zu bytes to node %s exceeds the largest frame (%u bytes); "
+        "dropped (fragments are not implemented yet)",
+        size, link->peer.ToString().c_str(), ring.max_frame());
+    return;
+  }
+  Status error;
+  bool schedule_overflow = false;
+  {
+    MutexLock lock(&link->mu);
+    if (link->closed)
+      return;
+    if (link->overflow.empty()) {
+      std::span<uint8_t> out;
+      if (ring.Reserve(static_cast<uint32_t>(size), kEventFrameKind, 0, &out,
+                       &error)) {
+        Status serialized = event.Serialize(out);
+        if (!serialized.ok()) {
+          ring.Abandon();
+          SHMPORTS_LOG(kError, "serialise event to node %s: %s",
+                       link->peer.ToString().c_str(),
+                       serialized.ToString().c_str());
+          return;
+        }
+        error = ring.Commit();
+        Bump(link->messages_sent);
+        Bump(link->bytes_sent, size);
+        if (error.ok())
+          return;
+      }
+    }
+    if (error.ok()) {
+      // Full, or earlier events wait: keep the link's FIFO order.
+      link->overflow.push_back(event.SerializeToVector());
+      uint64_t depth = link->overflow.size();
+      link->overflow_depth.store(depth, std::memory_order_relaxed);
+      if (depth > Relaxed(link->overflow_high_water))
+        link->overflow_high_water.store(depth, std::memory_order_relaxed);
+      if (!link->space_service_pending) {
+        link->space_service_pending = true;
+        schedule_overflow = true;
+      }
+    }
+  }
+  if (!error.ok()) {
+    reactor_->Post([this, link, error] {
+      Status reason = error;
+      DropPeer(link, std::move(reason).WithContext("outbound ring"));
+    });
+  } else if (schedule_overflow) {
+    reactor_->Post([this, link] { ServiceOverflow(link); });
+  }
+}
+
+void Router::StartLink(const LinkPtr& link) {
+  if (link->dead)
+    return;
+  auto pidfd = reactor_->WatchFd(
+      link->conn->pidfd(), POLLIN, [this, link](Result<uint32_t>) {
+        link->pidfd_token = Reactor::kInvalidToken;
+        HandleDeath(link, "pidfd signalled: the peer process exited");
+      });
+  auto socket = reactor_->WatchFd(link->conn->socket_fd(), POLLIN | POLLRDHUP,
+                                  [this, link](Result<uint32_t> revents) {
+                                    link->socket_token = Reactor::kInvalidToken;
+                                    OnSocketEvent(link, std::move(revents));
+                                  });
+  if (!pidfd.ok() || !socket.ok()) {
+    Status reason = !pidfd.ok() ? pidfd.status() : socket.status();
+    DropPeer(link, std::move(reason).WithContext("watch peer for death"));
+    return;
+  }
+  link->pidfd_token = *pidfd;
+  link->socket_token = *socket;
+  ServiceInbound(link);
+}
+
+Result<size_t> Router::DrainInbound(const LinkPtr& link, size_t max_frames) {
+  ports::Node* node = node_.load(std::memory_order_acquire);
+  Status bad;
+  auto drained = link->conn->inbound_ring().Drain(
+      [&](const shm::FrameView& frame) {
+        if (!bad.ok())
+          return;
+        if (frame.kind != kEventFrameKind) {
+          bad = ProtocolViolationError(
+              StrFormat("frame of unknown kind %u", frame.kind));
+          return;
+        }
+        auto event = ports::Event::Deserialize(frame.payload);
+        if (!event.ok()) {
+          bad = std::move(event).TakeStatus().WithContext("decode event");
+          return;
+        }
+        Bump(link->messages_received);
+        Bump(link->bytes_received, frame.payload.size());
+        ports::AcceptResult result =
+            node->AcceptEvent(link->peer, std::move(*event));
+        if (result.ignored()) {
+          Bump(link->events_ignored);
+        } else if (result.violation()) {
+          bad = ProtocolViolationError(
+              StrFormat("event violates the ports protocol: %s",
+                        result.reason ? result.reason : "?"));
+        }
+      },
+      max_frames);
+  if (!drained.ok())
+    return std::move(drained).TakeStatus().WithContext("inbound ring");
+  if (!bad.ok())
+    return bad;
+  return *drained;
+}
+
+void Router::ServiceInbound(const LinkPtr& link) {
+  link->data_token = Reactor::kInvalidToken;
+  shm::Ring& ring = link->conn->inbound_ring();
+  for (;;) {
+    if (link->dead)
+      return;
+    auto drained = DrainInbound(link, kMaxFramesPerRound);
+    if (!drained.ok()) {
+      DropPeer(link, std::move(drained).TakeStatus());
+      return;
+    }
+    if (*drained >= kMaxFramesPerRound) {
+      // Let other links and tasks run; come back at once.
+      reactor_->Post([this, link] { ServiceInbound(link); });
+      return;
+    }
+    // The arming protocol of shm::Ring: acquire-load the word (pairs with
+    // the producer's release increment before FUTEX_WAKE), announce, then
+    // re-check, then wait for a change of the loaded value.
+    uint32_t seq = std::atomic_ref<uint32_t>(*ring.data_futex_word())
+                       .load(std::memory_order_acquire);
+    ring.AnnounceSleep();
+    auto has_data = ring.HasData();
+    if (!has_data.ok() || *has_data) {
+      ring.CancelSleep();
+      if (!has_data.ok()) {
+        DropPeer(link, std::move(has_data).TakeStatus());
+        return;
+      }
+      continue;
+    }
+    auto token = reactor_->WatchFutex(
+        ring.data_futex_word(), seq, [this, link](Result<FutexWake>) {
+          link->conn->inbound_ring().CancelSleep();
+          ServiceInbound(link);
+        });
+    if (!token.ok()) {
+      ring.CancelSleep();
+      DropPeer(link, std::move(token).TakeStatus());
+      return;
+    }
+    link->data_token = *token;
+    return;
+  }
+}
+
+bool Router::DrainOverflow(const LinkPtr& link) {
+  shm::Ring& ring = link->conn->outbound_ring();
+  Status error;
+  bool empty = false;
+  {
+    MutexLock lock(&link->mu);
+    while (!link->closed && !link->overflow.empty()) {
+      const std::vector<uint8_t>& bytes = link->overflow.front();
+      std::span<uint8_t> out;
+      if (!ring.Reserve(static_cast<uint32_t>(bytes.size()), kEventFrameKind, 0,
+                        &out, &error)) {
+        break;
+      }
+      std::memcpy(out.data(), bytes.data(), bytes.size());
+      error = ring.Commit();
+      Bump(link->messages_sent);
+      Bump(link->bytes_sent, bytes.size());
+      link->overflow.pop_front();
+      if (!error.ok())
+        break;
+    }
+    link->overflow_depth.store(link->overflow.size(),
+                               std::memory_order_relaxed);
+    empty = link->closed || link->overflow.empty();
+    if (empty || !error.ok())
+      link->space_service_pending = false;
+  }
+  if (!error.ok()) {
+    DropPeer(link, std::move(error).WithContext("outbound ring"));
+    return true;
+  }
+  return empty;
+}
+
+void Router::ServiceOverflow(const LinkPtr& link) {
+  link->space_token = Reactor::kInvalidToken;
+  if (link->dead || DrainOverflow(link))
+    return;
+  // Still full. shm::Ring has no public "producer waiting" announcement for
+  // an io_uring wait (only the blocking WaitForSpace), so this follows
+  // WaitForSpace's protocol on the control page directly: load the space
+  // word (acquire; pairs with the consumer's release increment), set the
+  // flag (seq_cst: the Dekker pair with the consumer's head publication),
+  // re-check by trying again, and only then wait for the word to change.
+  shm::RingControl* control = link->conn->outbound_control();
+  std::atomic_ref<uint32_t> waiting(control->producer_waiting);
+  uint32_t seq = std::atomic_ref<uint32_t>(control->space_futex)
+                     .load(std::memory_order_acquire);
+  waiting.store(1, std::memory_order_seq_cst);
+  if (DrainOverflow(link)) {
+    waiting.store(0, std::memory_order_relaxed);
+    return;
+  }
+  auto token = reactor_->WatchFutex(
+      &control->space_futex, seq, [this, link](Result<FutexWake>) {
+        std::atomic_ref<uint32_t>(
+            link->conn->outbound_control()->producer_waiting)
+            .store(0, std::memory_order_relaxed);
+        ServiceOverflow(link);
+      });
+  if (!token.ok()) {
+    DropPeer(link, std::move(token).TakeStatus().WithContext("space wait"));
+    return;
+  }
+  link->space_token = *token;
+}
+
+void Router::OnSocketEvent(const LinkPtr& link, Result<uint32_t> revents) {
+  if (link->dead)
+    return;
+  if (!revents.ok() || (*revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
+    HandleDeath(link, "socket hang-up");
+    return;
+  }
+  // Nothing is defined on the socket after the handshake yet (the goodbye
+  // comes with the user API): read what arrived and ignore it.
+  ReceiveLimits limits;
+  limits.max_bytes = kMaxSocketMessageBytes;
+  auto message =
+      ReceiveMessage(link->conn->socket_fd(), limits, Deadline::Now());
+  if (!message.ok()) {
+    if (message.status().code() == StatusCode::kPeerClosed) {
+      HandleDeath(link, "socket hang-up");
+      return;
+    }
+    if (message.status().code() != StatusCode::kUnavailable) {
+      DropPeer(link, std::move(message).TakeStatus().WithContext("socket"));
+      return;
+    }
+  }
+  auto token = reactor_->WatchFd(link->conn->socket_fd(), POLLIN | POLLRDHUP,
+                                 [this, link](Result<uint32_t> r) {
+                                   link->socket_token = Reactor::kInvalidToken;
+                                   OnSocketEvent(link, std::move(r));
+                                 });
+  if (!token.ok()) {
+    DropPeer(link, std::move(token).TakeStatus().WithContext("watch socket"));
+    return;
+  }
+  link->socket_token = *token;
+}
+
+void Router::HandleDeath(const LinkPtr& link, const std::string& signal) {
+  if (link->dead)
+    return;
+  // Every frame the peer published before it died is delivered, in order,
+  // before its routes are declared broken.
+  for (int pass = 0; pass < kMaxDeathDrainPasses; ++pass) {
+    auto drained = DrainInbound(link, std::numeric_limits<size_t>::max());
+    if (!drained.ok()) {
+      SHMPORTS_LOG(kWarning, "draining dead peer %s: %s",
+                   link->peer.ToString().c_str(),
+                   drained.status().ToString().c_str());
+      break;
+    }
+    if (*drained == 0)
+      break;
+  }
+  Bump(peer_deaths_);
+  RemoveLink(link, PeerClosedError("peer node " + link->peer.ToString() +
+                                   " is gone (" + signal + ")"));
+}
+
+void Router::DropPeer(const LinkPtr& link, Status reason) {
+  if (link->dead)
+    return;
+  Bump(peers_dropped_);
+  {
+    std::string key(reason.message().substr(0, 120));
+    MutexLock lock(&stats_mu_);
+    ++violations_[StrFormat("%s: %s", StatusCodeName(reason.code()),
+                            key.c_str())];
+  }
+  SHMPORTS_LOG(kWarning, "dropping peer node %s (pid %d): %s",
+               link->peer.ToString().c_str(), link->conn->peer_identity().pid,
+               reason.ToString().c_str());
+  RemoveLink(link, reason);
+}
+
+void Router::RemoveLink(const LinkPtr& link, const Status& reason) {
+  link->dead = true;
+  // On the io thread a Cancel takes effect at once: no callback of these
+  // tokens runs later, and no armed wait points into the segments.
+  reactor_->Cancel(link->data_token);
+  reactor_->Cancel(link->space_token);
+  reactor_->Cancel(link->pidfd_token);
+  reactor_->Cancel(link->socket_token);
+  {
+    MutexLock lock(&link->mu);
+    link->closed = true;
+    link->overflow.clear();
+    link->overflow_depth.store(0, std::memory_order_relaxed);
+  }
+  {
+    MutexLock lock(&links_mu_);
+    auto it = links_.find(link->peer);
+    if (it != links_.end() && it->second == link)
+      links_.erase(it);
+  }
+  link->conn->ShutdownSocket();
+  if (ports::Node* node = node_.load(std::memory_order_acquire))
+    node->LostConnectionToNode(link->peer);
+  std::shared_ptr<const PeerLostObserver> observer;
+  {
+    MutexLock lock(&observers_mu_);
+    observer = peer_lost_observer_;
+  }
+  if (observer && *observer)
+    (*observer)(link->peer, reason);
+}
+
+RouterStats Router::GetStats() const {
+  RouterStats stats;
+  std::vector<LinkPtr> links;
+  {
+    MutexLock lock(&links_mu_);
+    for (const auto& [name, link] : links_)
+      links.push_back(link);
+  }
+  for (const LinkPtr& link : links) {
+    LinkStats s;
+    s.peer = link->peer;
+    s.peer_pid = link->conn->peer_identity().pid;
+    s.messages_sent = Relaxed(link->messages_sent);
+    s.bytes_sent = Relaxed(link->bytes_sent);
+    s.messages_received = Relaxed(link->messages_received);
+    s.bytes_received = Relaxed(link->bytes_received);
+    s.events_ignored = Relaxed(link->events_ignored);
+    s.events_too_large = Relaxed(link->events_too_large);
+    s.overflow_depth = Relaxed(link->overflow_depth);
+    s.overflow_high_water = Relaxed(link->overflow_high_water);
+    shm::Ring& out = link->conn->outbound_ring();
+    shm::Ring& in = link->conn->inbound_ring();
+    s.outbound_capacity = out.capacity();
+    s.outbound_fill = RingFill(link->conn->outbound_control(), out.capacity());
+    s.inbound_fill = RingFill(link->conn->inbound_control(), in.capacity());
+    shm::RingStats out_stats = out.stats();
+    shm::RingStats in_stats = in.stats();
+    s.data_wakes_issued = out_stats.data_wakes_issued;
+    s.data_wakes_avoided = out_stats.data_wakes_avoided;
+    s.space_wakes_issued = in_stats.space_wakes_issued;
+    s.space_wakes_avoided = in_stats.space_wakes_avoided;
+    stats.links.push_back(s);
+  }
+  stats.peer_deaths = Relaxed(peer_deaths_);
+  stats.peers_dropped = Relaxed(peers_dropped_);
+  stats.local_events = Relaxed(local_events_);
+  stats.events_to_unknown_nodes = Relaxed(events_to_unknown_nodes_);
+  MutexLock lock(&stats_mu_);
+  stats.violations = violations_;
+  return stats;
+}
+
+}  // namespace shmports::channel

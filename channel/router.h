@@ -1,0 +1,174 @@
+// Router: the ports::NodeDelegate of a Process's Node — it carries events
+// between the local Node and the Nodes of connected peers through the
+// shared-memory rings of their Connections.
+//
+// Outbound (any thread that calls into the Node): ForwardEvent to a remote
+// node serialises the event straight into the link's outbound ring
+// (Reserve -> Event::Serialize into the span -> Commit; one kEventFrameKind
+// frame, frame_kinds.h). It never blocks on a full ring: the serialised
+// event waits in the link's FIFO overflow queue, later events on that link
+// queue behind it, and the io thread drains the queue when the consumer's
+// space wake arrives. (The queue is not yet bounded, and an event larger than
+// the ring's largest frame is dropped with an error logged; issue 7 adds the
+// byte budget and fragments.) Events to the local node are accepted at once
+// on the calling thread; events to an unknown node are dropped and counted.
+//
+// Inbound (io thread only): for each link the io thread drains the inbound
+// ring, decodes each frame and calls Node::AcceptEvent with the link's
+// AUTHENTICATED peer name. Then it sleeps on the ring's data futex word
+// through the Reactor, following the ring's arming protocol (load the word,
+// AnnounceSleep, re-check HasData, arm with the loaded value). An ignored
+// event is counted; a protocol violation, an unknown frame kind, an
+// undecodable event or a corrupt ring drops the peer with the reason logged
+// and counted.
+//
+// Peer death (io thread): the peer's pidfd polling readable (primary) or its
+// socket hanging up (secondary). The Router then drains the dead peer's
+// inbound ring up to its last published tail — every frame the peer
+// committed is delivered, in order — removes the link, and calls
+// Node::LostConnectionToNode(peer). Dropping a peer for a violation does the
+// same without the drain and shuts the socket so the peer sees a hang-up.
+//
+// Threads and locks: links_mu_ guards the link table; each Link's mu guards
+// its overflow queue and closed flag and is taken before the ring's
+// producer mutex. No Router lock is held while calling the Node or an
+// observer. Observers run on whatever thread triggers them (the io thread
+// for deaths and inbound events); they must not block for long.
+//
+// Lifetime: the Router must outlive the Node that uses it, and the Reactor
+// must be stopped and destroyed before the Router (armed futex waits point
+// into the links' segments; the Reactor's callbacks hold the links alive).
+#ifndef SHMPORTS_CHANNEL_ROUTER_H_
+#define SHMPORTS_CHANNEL_ROUTER_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "channel/connection.h"
+#include "channel/reactor.h"
+#include "core/base/mutex.h"
+#include "core/base/status.h"
+#include "core/base/thread_annotations.h"
+#include "core/ports/node.h"
+#include "core/ports/node_delegate.h"
+
+namespace shmports::channel {
+
+// Counters of one link (a snapshot).
+struct LinkStats {
+  ports::NodeName peer;
+  pid_t peer_pid = 0;
+  uint64_t messages_sent = 0;  // Event frames committed to the ring.
+  uint64_t bytes_sent = 0;
+  uint64_t messages_received = 0;  // Event frames drained and decoded.
+  uint64_t bytes_received = 0;
+  uint64_t events_ignored = 0;  // AcceptEvent said "ignored".
+  uint64_t events_too_large = 0;
+  uint64_t overflow_depth = 0;  // Events waiting for ring space now.
+  uint64_t overflow_high_water = 0;
+  uint64_t outbound_capacity = 0;
+  uint64_t outbound_fill = 0;  // Published, not yet consumed bytes.
+  uint64_t inbound_fill = 0;
+  uint64_t data_wakes_issued = 0;  // To the peer, on our outbound ring.
+  uint64_t data_wakes_avoided = 0;
+  uint64_t space_wakes_issued = 0;  // To the peer, on our inbound ring.
+  uint64_t space_wakes_avoided = 0;
+};
+
+struct RouterStats {
+  std::vector<LinkStats> links;
+  uint64_t peer_deaths = 0;    // Including deaths during a handshake.
+  uint64_t peers_dropped = 0;  // For a violation or a corrupt ring.
+  std::map<std::string, uint64_t> violations;  // Reason -> count.
+  uint64_t local_events = 0;
+  uint64_t events_to_unknown_nodes = 0;
+};
+
+class Router : public ports::NodeDelegate {
+ public:
+  using PortStatusObserver = std::function<void(const ports::PortRef&)>;
+  // `reason`: kPeerClosed for a death, else why the peer was dropped.
+  using PeerLostObserver =
+      std::function<void(const ports::NodeName&, const Status& reason)>;
+
+  // `reactor` is not owned; see the lifetime note above.
+  explicit Router(Reactor* reactor);
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+  ~Router() override;
+
+  // Sets the node events are delivered to. Once, before the first link.
+  void SetNode(ports::Node* node);
+
+  // Takes an established connection: ForwardEvent to its peer works as soon
+  // as this returns; the io thread arms the inbound and death watches (a
+  // Post). kAlreadyExists if a link to that node exists. Any thread.
+  Status AddConnection(std::unique_ptr<Connection> connection);
+
+  // Counts a peer that died during its handshake.
+  void RecordHandshakeDeath();
+
+  void SetPortStatusObserver(PortStatusObserver observer);
+  void SetPeerLostObserver(PeerLostObserver observer);
+
+  RouterStats GetStats() const;
+
+  // ports::NodeDelegate. Any thread.
+  void ForwardEvent(const ports::NodeName& node,
+                    ports::ScopedEvent event) override;
+  void BroadcastEvent(ports::ScopedEvent event) override;
+  void PortStatusChanged(const ports::PortRef& port) override;
+
+ private:
+  struct Link;
+  using LinkPtr = std::shared_ptr<Link>;
+
+  LinkPtr FindLink(const ports::NodeName& node) const;
+  void SendOnLink(const LinkPtr& link, const ports::Event& event);
+
+  // io thread.
+  void StartLink(const LinkPtr& link);
+  void ServiceInbound(const LinkPtr& link);
+  // Drains up to `max_frames`; Ok(frames) or the reason to drop the peer.
+  Result<size_t> DrainInbound(const LinkPtr& link, size_t max_frames);
+  void ServiceOverflow(const LinkPtr& link);
+  // Moves queued events into the ring; true once the queue is empty.
+  bool DrainOverflow(const LinkPtr& link);
+  void OnSocketEvent(const LinkPtr& link, Result<uint32_t> revents);
+  void HandleDeath(const LinkPtr& link, const std::string& signal);
+  void DropPeer(const LinkPtr& link, Status reason);
+  void RemoveLink(const LinkPtr& link, const Status& reason);
+
+  Reactor* const reactor_;
+  std::atomic<ports::Node*> node_{nullptr};
+
+  mutable Mutex links_mu_;
+  std::unordered_map<ports::NodeName, LinkPtr, ports::NameHash> links_
+      GUARDED_BY(links_mu_);
+
+  mutable Mutex observers_mu_;
+  std::shared_ptr<const PortStatusObserver> port_status_observer_
+      GUARDED_BY(observers_mu_);
+  std::shared_ptr<const PeerLostObserver> peer_lost_observer_
+      GUARDED_BY(observers_mu_);
+
+  mutable Mutex stats_mu_;
+  std::map<std::string, uint64_t> violations_ GUARDED_BY(stats_mu_);
+  std::atomic<uint64_t> peer_deaths_{0};
+  std::atomic<uint64_t> peers_dropped_{0};
+  std::atomic<uint64_t> local_events_{0};
+  std::atomic<uint64_t> events_to_unknown_nodes_{0};
+};
+
+}  // namespace shmports::channel
+
+#endif  // SHMPORTS_CHANNEL_ROUTER_H_
