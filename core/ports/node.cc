@@ -175,6 +175,7 @@ int Node::ClosePort(const PortRef& port_ref) {
   if (!port_ref.is_valid())
     return ERROR_INVALID_ARGUMENT;
   std::vector<std::unique_ptr<UserMessageEvent>> undelivered_messages;
+  std::vector<Port::PendingMessage> pending_messages;
   NodeName peer_node_name;
   PortName peer_port_name;
   uint64_t last_sequence_num = 0;
@@ -197,7 +198,7 @@ int Node::ClosePort(const PortRef& port_ref) {
         sequence_num = port->next_control_sequence_num_to_send++;
         // Unread messages may carry ports that would otherwise leak.
         port->message_queue.TakeAllMessages(&undelivered_messages);
-        port->TakePendingMessages(&undelivered_messages);
+        port->TakePendingMessages(&pending_messages);
         break;
       default:
         return ERROR_PORT_STATE_UNEXPECTED;
@@ -210,6 +211,7 @@ int Node::ClosePort(const PortRef& port_ref) {
         std::make_unique<ObserveClosureEvent>(peer_port_name, port_ref.name(),
                                               sequence_num, last_sequence_num));
     ClosePortsInMessages(undelivered_messages);
+    ClosePendingMessagePorts(pending_messages);
   }
   return OK;
 }
@@ -498,30 +500,12 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
   if (from_node != name_) {
     // Check the whole port list before creating any port, so a bad message
     // leaves nothing behind.
-    size_t n = message->num_ports();
-    if (n > options_.limits.max_attached_ports_per_message) {
-      return AcceptResult::Violation("too many ports attached to a message");
-    }
-    for (size_t i = 0; i < n; ++i) {
-      const PortName& name = message->ports()[i];
-      const PortDescriptor& d = message->port_descriptors()[i];
-      if (!name.is_valid() || !d.peer_node_name.is_valid() ||
-          !d.peer_port_name.is_valid() || !d.referring_port_name.is_valid()) {
-        return AcceptResult::Violation("attached port with an invalid name");
-      }
-      if (d.referring_node_name != from_node) {
-        return AcceptResult::Violation(
-            "attached port refers to a node other than the sender");
-      }
-      for (size_t j = 0; j < i; ++j) {
-        if (message->ports()[j] == name) {
-          return AcceptResult::Violation("duplicate attached port name");
-        }
-      }
+    if (const char* bad = CheckAttachedPorts(from_node, *message)) {
+      return AcceptResult::Violation(bad);
     }
     // Even if the target cannot take the message, the ports must exist here
     // so that their routes can be closed properly.
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < message->num_ports(); ++i) {
       if (AcceptPort(message->ports()[i], message->port_descriptors()[i]) !=
           OK) {
         for (size_t j = 0; j < i; ++j) {
@@ -966,11 +950,17 @@ void Node::ErasePort(const PortName& port_name) {
     ports_.erase(it);
     RemoveFromPeerPortMap(port_name, port.get());
   }
-  // Messages are destroyed outside every lock.
+  // Messages are destroyed outside every lock; ports carried by messages
+  // that were never handled still need closing.
   std::vector<std::unique_ptr<UserMessageEvent>> messages;
-  PortRef ref(port_name, std::move(port));
-  SinglePortLocker locker(&ref);
-  locker.port()->message_queue.TakeAllMessages(&messages);
+  std::vector<Port::PendingMessage> pending_messages;
+  {
+    PortRef ref(port_name, std::move(port));
+    SinglePortLocker locker(&ref);
+    locker.port()->message_queue.TakeAllMessages(&messages);
+    locker.port()->TakePendingMessages(&pending_messages);
+  }
+  ClosePendingMessagePorts(pending_messages);
 }
 
 void Node::UpdatePortPeerAddress(const PortName& local_port_name,
@@ -1019,6 +1009,52 @@ void Node::SwapPortPeers(const PortName& port0_name,
   if (port1->peer_port_name.is_valid()) {
     peer_port_maps_[port1->peer_node_name][port1->peer_port_name].insert(
         port1_name);
+  }
+}
+
+const char* Node::CheckAttachedPorts(const NodeName& from_node,
+                                     const UserMessageEvent& message) const {
+  size_t n = message.num_ports();
+  if (n > options_.limits.max_attached_ports_per_message) {
+    return "too many ports attached to a message";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const PortName& name = message.ports()[i];
+    const PortDescriptor& d = message.port_descriptors()[i];
+    if (!name.is_valid() || !d.peer_node_name.is_valid() ||
+        !d.peer_port_name.is_valid() || !d.referring_port_name.is_valid()) {
+      return "attached port with an invalid name";
+    }
+    if (d.referring_node_name != from_node) {
+      return "attached port refers to a node other than the sender";
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (message.ports()[j] == name)
+        return "duplicate attached port name";
+    }
+  }
+  return nullptr;
+}
+
+void Node::ClosePendingMessagePorts(
+    const std::vector<Port::PendingMessage>& messages) {
+  for (const auto& [from_node, message] : messages) {
+    // A message from another node was never handled, so its ports were
+    // never adopted: adopt them now (which lets their referring proxies
+    // proceed) and close them, as OnUserMessage does for a message nobody
+    // takes. Ports of a local message are ordinary local ports.
+    bool remote = from_node != name_;
+    if (remote && CheckAttachedPorts(from_node, *message) != nullptr)
+      continue;
+    for (size_t i = 0; i < message->num_ports(); ++i) {
+      if (remote && AcceptPort(message->ports()[i],
+                               message->port_descriptors()[i]) != OK) {
+        continue;
+      }
+      PortRef ref;
+      if (GetPort(message->ports()[i], &ref) == OK)
+        ClosePort(ref);
+    }
   }
 }
 

@@ -284,6 +284,12 @@ class Node {
                                const PortName& port_name);
   void ClosePortsInMessages(
       const std::vector<std::unique_ptr<UserMessageEvent>>& messages);
+  void ClosePendingMessagePorts(
+      const std::vector<Port::PendingMessage>& messages);
+  // Null when the ports attached to a message from `from_node` may be
+  // adopted; otherwise the violation.
+  const char* CheckAttachedPorts(const NodeName& from_node,
+                                 const UserMessageEvent& message) const;
 
   // Requires ports_lock_ and the port's lock.
   void UpdatePortPeerAddress(const PortName& local_port_name,

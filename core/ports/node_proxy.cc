@@ -610,6 +610,7 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
   std::vector<PortRef> ports_to_notify;
   std::vector<PortName> dead_proxies_to_broadcast;
   std::vector<std::unique_ptr<UserMessageEvent>> undelivered_messages;
+  std::vector<Port::PendingMessage> pending_messages;
   std::vector<std::pair<NodeName, ScopedEvent>> closure_events;
   {
     MutexLock ports_lock(&ports_lock_);
@@ -653,7 +654,7 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
         port->state = Port::kClosed;
         dead_proxies_to_broadcast.push_back(local_port_ref.name());
         port->message_queue.TakeAllMessages(&undelivered_messages);
-        port->TakePendingMessages(&undelivered_messages);
+        port->TakePendingMessages(&pending_messages);
         port->control_message_queue.clear();
         port->send_on_proxy_removal.reset();
       }
@@ -673,6 +674,7 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
     DestroyAllPortsWithPeer(name_, proxy_name);
   }
   ClosePortsInMessages(undelivered_messages);
+  ClosePendingMessagePorts(pending_messages);
 }
 
 }  // namespace shmports::ports

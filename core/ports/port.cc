@@ -52,12 +52,12 @@ void Port::NextEvent(NodeName* from_node, ScopedEvent* event) {
   buffered_event_bytes_ -= (*event)->GetSerializedSize();
 }
 
-void Port::TakePendingMessages(
-    std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
+void Port::TakePendingMessages(std::vector<PendingMessage>* messages) {
   for (auto& [key, queue] : control_event_queues_) {
     for (auto& [seq, entry] : queue) {
       if (entry.second->type() == EventType::kUserMessage) {
-        messages->push_back(EventCast<UserMessageEvent>(&entry.second));
+        messages->emplace_back(entry.first,
+                               EventCast<UserMessageEvent>(&entry.second));
       }
     }
   }

@@ -72,10 +72,12 @@ class Port {
   // Pops the buffered event that is next from the current previous peer, if
   // any.
   void NextEvent(NodeName* from_node, ScopedEvent* event);
-  // Takes out every buffered user message (their ports must be closed) and
-  // drops the other buffered events.
-  void TakePendingMessages(
-      std::vector<std::unique_ptr<UserMessageEvent>>* messages);
+  // A buffered user message that was never handled, with its sender.
+  using PendingMessage = std::pair<NodeName, std::unique_ptr<UserMessageEvent>>;
+  // Takes out every buffered user message (the ports they carry must still
+  // be adopted and closed, see Node::ClosePendingMessagePorts) and drops the
+  // other buffered events.
+  void TakePendingMessages(std::vector<PendingMessage>* messages);
   // Buffered early events and their serialised size, for Node::GetStats.
   size_t buffered_event_count() const { return buffered_event_count_; }
   size_t buffered_event_bytes() const { return buffered_event_bytes_; }

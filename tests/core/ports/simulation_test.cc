@@ -421,6 +421,12 @@ class Sim {
       SendFrom(s, 0);
     Node& node_a = nodes_[a]->node;
     Node& node_b = nodes_[b]->node;
+    if (getenv("SIM_TRACE_ALL"))
+      std::fprintf(stderr, "MERGE q=%s@%d into r=%s@%d (p=%s s=%s)\n",
+                   endpoints_[q].port.name().ToString().c_str(), a,
+                   endpoints_[r].port.name().ToString().c_str(), b,
+                   endpoints_[p].port.name().ToString().c_str(),
+                   endpoints_[s].port.name().ToString().c_str());
     if (node_b.AllowPortMerge(endpoints_[r].port, node_a.name()) != OK ||
         node_a.MergePorts(endpoints_[q].port, node_b.name(),
                           endpoints_[r].port.name()) != OK) {
@@ -456,7 +462,8 @@ class Sim {
     auto link = ready[rng_() % ready.size()];
     ScopedEvent event = std::move(links_[link].front());
     links_[link].pop_front();
-    if (getenv("SIM_TRACE") && deliveries_ > kMaxDeliveries - 40) {
+    if (getenv("SIM_TRACE_ALL") ||
+        (getenv("SIM_TRACE") && deliveries_ > kMaxDeliveries - 40)) {
       std::fprintf(stderr, "%d->%d %s port=%s from=%s seq=%llu\n", link.first,
                    link.second, EventTypeName(event->type()),
                    event->port_name().ToString().c_str(),
@@ -465,6 +472,8 @@ class Sim {
     }
     AcceptResult r = nodes_[link.second]->node.AcceptEvent(
         nodes_[link.first]->node.name(), std::move(event));
+    if (getenv("SIM_TRACE_ALL"))
+      std::fprintf(stderr, "   -> %s\n", r.ToString().c_str());
     if (r.violation())
       Fail("violation in an honest run: " + r.ToString());
     return true;
