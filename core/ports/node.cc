@@ -269,12 +269,34 @@ int Node::GetMessage(const PortRef& port_ref,
   if (*message) {
     // Ports carried by the message may announce their own messages now that
     // the embedder can see them.
+    NodeName inline_released[4];
+    std::vector<NodeName> released;
+    size_t num_released = 0;
     for (size_t i = 0; i < (*message)->num_ports(); ++i) {
       PortRef new_port_ref;
       if (GetPort((*message)->ports()[i], &new_port_ref) != OK)
         continue;
       SinglePortLocker locker(&new_port_ref);
-      locker.port()->message_queue.set_signalable(true);
+      Port* port = locker.port();
+      port->message_queue.set_signalable(true);
+      if (port->adopted_unread_from.is_valid()) {
+        if (num_released < 4) {
+          inline_released[num_released] = port->adopted_unread_from;
+        } else {
+          released.push_back(port->adopted_unread_from);
+        }
+        ++num_released;
+        port->adopted_unread_from = kInvalidNodeName;
+      }
+    }
+    if (num_released != 0) {
+      // The ports are seen: they no longer count against their sender.
+      MutexLock lock(&ports_lock_);
+      for (size_t i = 0; i < num_released && i < 4; ++i) {
+        ReleaseUnreadPort(inline_released[i]);
+      }
+      for (const NodeName& peer : released)
+        ReleaseUnreadPort(peer);
     }
     // The embedder may send this event again from another port.
     (*message)->set_sequence_num(0);
@@ -503,11 +525,21 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
     if (const char* bad = CheckAttachedPorts(from_node, *message)) {
       return AcceptResult::Violation(bad);
     }
+    if (message->num_ports() != 0) {
+      MutexLock lock(&ports_lock_);
+      auto it = unread_ports_by_peer_.find(from_node);
+      size_t unread = it == unread_ports_by_peer_.end() ? 0 : it->second;
+      if (unread + message->num_ports() >
+          options_.limits.max_unread_ports_per_peer) {
+        return AcceptResult::Violation(
+            "peer has too many ports waiting to be read here");
+      }
+    }
     // Even if the target cannot take the message, the ports must exist here
     // so that their routes can be closed properly.
     for (size_t i = 0; i < message->num_ports(); ++i) {
-      if (AcceptPort(message->ports()[i], message->port_descriptors()[i]) !=
-          OK) {
+      if (AcceptPort(message->ports()[i], message->port_descriptors()[i],
+                     from_node) != OK) {
         for (size_t j = 0; j < i; ++j) {
           PortRef accepted;
           if (GetPort(message->ports()[j], &accepted) == OK) {
@@ -566,7 +598,8 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
 }
 
 int Node::AcceptPort(const PortName& port_name,
-                     const PortDescriptor& port_descriptor) {
+                     const PortDescriptor& port_descriptor,
+                     const NodeName& unread_from) {
   auto port =
       std::make_shared<Port>(port_descriptor.next_sequence_num_to_send,
                              port_descriptor.next_sequence_num_to_receive);
@@ -580,6 +613,7 @@ int Node::AcceptPort(const PortName& port_name,
   port->peer_closed = port_descriptor.peer_closed;
   // Silent until the message that carries it is read (see GetMessage).
   port->message_queue.set_signalable(false);
+  port->adopted_unread_from = unread_from;
   int rv = AddPortWithName(port_name, std::move(port));
   if (rv != OK)
     return rv;
@@ -935,8 +969,19 @@ int Node::AddPortWithName(const PortName& port_name,
     peer_port_maps_[port->peer_node_name][port->peer_port_name].insert(
         port_name);
   }
+  if (port->adopted_unread_from.is_valid()) {
+    ++unread_ports_by_peer_[port->adopted_unread_from];
+  }
   ports_.emplace(port_name, std::move(port));
   return OK;
+}
+
+void Node::ReleaseUnreadPort(const NodeName& peer) {
+  auto it = unread_ports_by_peer_.find(peer);
+  if (it == unread_ports_by_peer_.end())
+    return;
+  if (--it->second == 0)
+    unread_ports_by_peer_.erase(it);
 }
 
 void Node::ErasePort(const PortName& port_name) {
@@ -949,6 +994,12 @@ void Node::ErasePort(const PortName& port_name) {
     port = std::move(it->second);
     ports_.erase(it);
     RemoveFromPeerPortMap(port_name, port.get());
+    PortRef ref(port_name, port);
+    SinglePortLocker locker(&ref);
+    if (locker.port()->adopted_unread_from.is_valid()) {
+      ReleaseUnreadPort(locker.port()->adopted_unread_from);
+      locker.port()->adopted_unread_from = kInvalidNodeName;
+    }
   }
   // Messages are destroyed outside every lock; ports carried by messages
   // that were never handled still need closing.

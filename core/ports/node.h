@@ -55,6 +55,8 @@ struct NodeLimits {
   size_t max_attached_ports_per_message = 64;
   // Early (out-of-order) sequenced events buffered on one port.
   size_t max_buffered_events_per_port = 4096;
+  // Ports a peer has sent us inside messages nobody has read yet.
+  size_t max_unread_ports_per_peer = 4096;
   // User sequence numbers accepted beyond the next one to read.
   uint64_t sequence_window = uint64_t{1} << 20;
 };
@@ -163,12 +165,21 @@ class Node {
   // Entry point for every event from the delegate (from another node or
   // self-forwarded). `from_node` is the authenticated sender.
   //
-  // Ignored (a normal race; nothing changes):
+  // Sequenced events that are early, or from a sender that is not (yet) the
+  // port's previous peer, are buffered (kOk) until their turn; they are
+  // handled later, and their own outcomes are logged, not returned.
+  //
+  // Ignored (a normal race, not the sender's fault; nothing changes):
   //  - the target port is unknown or already erased (closed, removed proxy)
-  //    for PortAccepted, ObserveProxyAck, ReadAck(Request),
-  //    UpdatePreviousPeer, ObserveClosure, ObserveProxy;
-  //  - a MergePort whose target port is gone (the new port is closed).
+  //    for any event type; a user message's ports are adopted and closed so
+  //    their routes learn of it;
+  //  - a user message to a port that has already received its last message;
+  //  - PortAccepted for a proxy turned zombie by a lost node;
+  //  - a late or duplicate ReadAck, or a ReadAck reaching a proxy;
+  //  - a MergePort whose target is gone or no longer receiving (the new
+  //    port is closed, which closes the other route).
   // Violations (no honest peer sends these; nothing else changes):
+  //  - a user message that would take a peer past max_unread_ports_per_peer;
   //  - a user message with more than max_attached_ports_per_message ports,
   //    a duplicate or invalid attached port name, or an attached name that
   //    already exists here;
@@ -268,8 +279,13 @@ class Node {
                       PortDescriptor* port_descriptor,
                       PendingUpdatePreviousPeer* pending_update)
       REQUIRES(ports_lock_);
+  // Adopts a port sent to this node. With a valid `unread_from`, the port
+  // counts against that peer's max_unread_ports_per_peer until the message
+  // carrying it is read or the port goes away.
   int AcceptPort(const PortName& port_name,
-                 const PortDescriptor& port_descriptor);
+                 const PortDescriptor& port_descriptor,
+                 const NodeName& unread_from = kInvalidNodeName);
+  void ReleaseUnreadPort(const NodeName& peer) REQUIRES(ports_lock_);
 
   int PrepareToForwardUserMessage(const PortRef& forwarding_port_ref,
                                   Port::State expected_port_state,
@@ -321,6 +337,9 @@ class Node {
   std::unordered_map<NodeName,
                      std::unordered_map<PortName, std::unordered_set<PortName>>>
       peer_port_maps_ GUARDED_BY(ports_lock_);
+  // peer node → ports it sent us that are not read yet.
+  std::unordered_map<NodeName, size_t> unread_ports_by_peer_
+      GUARDED_BY(ports_lock_);
 };
 
 }  // namespace shmports::ports

@@ -102,6 +102,9 @@ class Port {
   // At most one event to send when this proxy is removed.
   std::optional<std::pair<NodeName, ScopedEvent>> send_on_proxy_removal;
   std::shared_ptr<UserData> user_data;
+  // The peer node this port counts against until the message carrying it
+  // is read (NodeLimits::max_unread_ports_per_peer); invalid otherwise.
+  NodeName adopted_unread_from;
   bool remove_proxy_on_last_message = false;
   bool peer_closed = false;
   bool peer_lost_unexpectedly = false;

@@ -425,6 +425,48 @@ TEST_F(NodeApiTest, TooManyAttachedPortsIsAViolation) {
   ExpectClean();
 }
 
+TEST_F(NodeApiTest, TooManyUnreadPortsFromOnePeerIsAViolation) {
+  ManualNode small(3, &net_,
+                   NodeOptions{NodeLimits{.max_unread_ports_per_peer = 2}});
+  PortRef x;
+  ASSERT_EQ(OK, small.node.CreateUninitializedPort(&x));
+  const PortName fake_port(77, 1);
+  ASSERT_EQ(OK,
+            small.node.InitializePort(x, kFake, fake_port, kFake, fake_port));
+  auto with_ports = [&](uint64_t control_seq, uint64_t seq, size_t n,
+                        uint64_t first_name) {
+    auto m = FromFake(x, fake_port, control_seq, seq, n);
+    for (size_t i = 0; i < n; ++i) {
+      m->ports()[i] = PortName(first_name + i, 1);
+      m->port_descriptors()[i] =
+          FakeDescriptor(kFake, PortName(first_name + 100 + i, 1),
+                         PortName(first_name + 200 + i, 1));
+    }
+    return m;
+  };
+  // Two unread ports are allowed; a third is not.
+  AcceptResult r = small.node.AcceptEvent(kFake, with_ports(1, 1, 2, 1000));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  r = small.node.AcceptEvent(kFake, with_ports(2, 2, 1, 2000));
+  EXPECT_TRUE(r.violation()) << r.ToString();
+  EXPECT_EQ(3u, small.node.GetStats().ports);
+  // Reading the first message releases its ports from the budget.
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(OK, small.node.GetMessage(x, &message, nullptr));
+  ASSERT_TRUE(message);
+  r = small.node.AcceptEvent(kFake, with_ports(3, 2, 1, 3000));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  for (size_t i = 0; i < message->num_ports(); ++i) {
+    PortRef port;
+    ASSERT_EQ(OK, small.node.GetPort(message->ports()[i], &port));
+    EXPECT_EQ(OK, small.node.ClosePort(port));
+  }
+  EXPECT_EQ(OK, small.node.ClosePort(x));
+  net_.Pump();
+  EXPECT_TRUE(small.node.CanShutdownCleanly());
+  ExpectClean();
+}
+
 TEST_F(NodeApiTest, UserSequenceNumberOutsideTheWindowIsAViolation) {
   ManualNode small(3, &net_, NodeOptions{NodeLimits{.sequence_window = 8}});
   PortRef x;
