@@ -625,6 +625,47 @@ TEST_F(RingTest, ConsumerSleepingFlagOtherThanZeroOrOneIsCorrupt) {
   EXPECT_EQ(Write(8), s);
 }
 
+TEST_F(RingTest, SeededGarbageNeverCrashesTheProducer) {
+  uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  std::mt19937_64 rng(seed);
+  int iterations = static_cast<int>(::shmports::testing::Scaled(2000, 100));
+  int corrupt = 0;
+  for (int i = 0; i < iterations; ++i) {
+    control()->head = control()->tail = 0;
+    control()->consumer_sleeping = 0;
+    Reattach(/*producer_too=*/true);
+    for (int j = 0; j < 8; ++j) {
+      switch (rng() % 4) {
+        case 0:
+          control()->head = rng();
+          break;
+        case 1:
+          control()->head = control()->tail - (rng() % (2 * kCap));
+          break;
+        case 2:
+          control()->consumer_sleeping = static_cast<uint32_t>(rng() % 3);
+          break;
+        default:
+          break;
+      }
+      uint32_t length = static_cast<uint32_t>(rng() % (kCap / 4 + 1));
+      Status s = producer_->Write(kKind, std::vector<uint8_t>(length, 7));
+      if (s.ok() || s.code() == StatusCode::kUnavailable) {
+        s = producer_->WaitForSpace(length, Deadline::Now());
+      }
+      ASSERT_TRUE(s.ok() || s.code() == StatusCode::kUnavailable ||
+                  s.code() == StatusCode::kCorrupt)
+          << s.ToString();
+      if (s.code() == StatusCode::kCorrupt) {
+        ++corrupt;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(corrupt, 0);
+}
+
 // ---- The checker can fail ----
 
 TEST(FloodCheckerTest, AcceptsTheFloodInOrder) {
