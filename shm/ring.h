@@ -45,8 +45,10 @@
 //
 // Waking: the consumer sleeps in WaitForData (or in an io_uring FUTEX_WAIT on
 // data_futex_word()) only after announcing it in `consumer_sleeping`; the
-// producer issues FUTEX_WAKE only when it sees that announcement. Space wakes
-// mirror this. Futexes are shared (no FUTEX_PRIVATE_FLAG), so wakes cross
+// producer issues FUTEX_WAKE only when it sees that announcement, and claims
+// the wake by swapping the flag back to 0, so one sleep costs one FUTEX_WAKE
+// however many frames are published before the consumer is up again. Space
+// wakes mirror this. Futexes are shared (no FUTEX_PRIVATE_FLAG), so wakes cross
 // processes. Wakes use FUTEX_WAKE(INT_MAX): every waiter on the word (an
 // io_uring wait and a thread in WaitForData, say) is woken.
 //
@@ -69,7 +71,9 @@
 //             is 0 or 1.
 //
 // Lifetime: a Ring does not own its memory; the Segment holding the region
-// must outlive it.
+// must outlive it. The guard page stays PROT_NONE for the mapping's life.
+// Indices are 64-bit byte counts that never wrap in practice (centuries at
+// memory bandwidth); a wrapped index reads as a broken rule.
 #ifndef SHMPORTS_SHM_RING_H_
 #define SHMPORTS_SHM_RING_H_
 
