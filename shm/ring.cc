@@ -148,7 +148,9 @@ Result<std::unique_ptr<Ring>> Ring::Attach(std::span<uint8_t> region,
   std::unique_ptr<Ring> ring(new Ring(region, options.capacity, max_frame));
   SHMPORTS_RETURN_IF_ERROR(ring->ProtectGuardPage());
   // A ring is attached before traffic starts; start from the indices the
-  // creator left, checked like any other.
+  // creator left, checked like any other. Acquire: pairs with the stores in
+  // PublishLocked / PublishHead, should the creator's side already have run
+  // (the segment handoff over the socket orders Create's plain stores).
   uint64_t tail = Shared(ring->control_->tail).load(std::memory_order_acquire);
   uint64_t head = Shared(ring->control_->head).load(std::memory_order_acquire);
   if (head > tail || tail - head > options.capacity ||
