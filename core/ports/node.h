@@ -298,6 +298,7 @@ class Node {
   void TryRemoveProxy(const PortRef& port_ref);
   void DestroyAllPortsWithPeer(const NodeName& node_name,
                                const PortName& port_name);
+  void DestroyAllPortsWithPrev(const NodeName& node_name);
   void ClosePortsInMessages(
       const std::vector<std::unique_ptr<UserMessageEvent>>& messages);
   void ClosePendingMessagePorts(

@@ -602,7 +602,66 @@ int Node::LostConnectionToNode(const NodeName& node) {
   if (!node.is_valid())
     return ERROR_INVALID_ARGUMENT;
   DestroyAllPortsWithPeer(node, kInvalidPortName);
+  DestroyAllPortsWithPrev(node);
   return OK;
+}
+
+// Mojo looks only at peers. A port whose previous peer (the port that sends
+// to it) lived on the lost node will never receive another event from that
+// route either: without this, a receiving port whose peer's proxy died there
+// waits forever (its peer's direct events stay buffered behind the missing
+// UpdatePreviousPeer), and a proxy waits forever for its ObserveProxyAck.
+void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
+  std::vector<PortRef> matching;
+  {
+    MutexLock ports_lock(&ports_lock_);
+    for (auto& [name, port] : ports_)
+      matching.emplace_back(name, port);
+  }
+  for (const PortRef& port_ref : matching) {
+    ScopedEvent closure_event;
+    NodeName closure_target;
+    bool notify = false;
+    bool try_remove_proxy = false;
+    {
+      SinglePortLocker locker(&port_ref);
+      Port* port = locker.port();
+      if (port->prev_node_name != node_name ||
+          port->peer_node_name == node_name || port->peer_closed ||
+          port->state == Port::kClosed || port->state == Port::kUninitialized) {
+        continue;
+      }
+      port->peer_closed = true;
+      if (port->state == Port::kReceiving) {
+        // Like a broken pipe: read what is in order, then peer closed.
+        port->peer_lost_unexpectedly = true;
+        notify = true;
+        continue;
+      }
+      // A proxy: nothing more will reach it. Tell the route ahead where its
+      // stream ends, then go.
+      uint64_t last = port->message_queue.next_sequence_num() - 1;
+      port->remove_proxy_on_last_message = true;
+      port->last_sequence_num_to_receive = last;
+      closure_target = port->peer_node_name;
+      closure_event = std::make_unique<ObserveClosureEvent>(
+          port->peer_port_name, port_ref.name(),
+          port->next_control_sequence_num_to_send++, last);
+      if (port->state == Port::kBuffering) {
+        port->control_message_queue.emplace_back(closure_target,
+                                                 std::move(closure_event));
+      } else {
+        try_remove_proxy = true;
+      }
+    }
+    if (closure_event) {
+      delegate_->ForwardEvent(closure_target, std::move(closure_event));
+    }
+    if (try_remove_proxy)
+      TryRemoveProxy(port_ref);
+    if (notify)
+      delegate_->PortStatusChanged(port_ref);
+  }
 }
 
 void Node::DestroyAllPortsWithPeer(const NodeName& node_name,

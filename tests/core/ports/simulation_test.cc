@@ -35,6 +35,7 @@ namespace {
 
 // Faults the oracle must catch, injected through test-only hooks.
 struct Faults {
+  bool remove_a_node = false;          // Not a fault: a node is lost.
   bool drop_one_message = false;       // On a link, after the first ops.
   bool duplicate_one_message = false;  // As the test reads it.
   bool reorder_one_message = false;    // As the test reads it.
@@ -92,6 +93,10 @@ class Sim {
         case 8:
           if (rng_() % 4 == 0 && !getenv("SIM_NO_MERGE"))
             Merge();
+          if (faults_.remove_a_node && removed_ < 0 && op_ > num_ops / 3 &&
+              nodes_.size() >= 3 && rng_() % 8 == 0) {
+            RemoveNode(static_cast<int>(rng_() % nodes_.size()));
+          }
           break;
         default:
           DeliverSome(1 + rng_() % 8);
@@ -104,7 +109,7 @@ class Sim {
 
   void Post(int from, const NodeName& to_name, ScopedEvent event) {
     int to = IndexOf(to_name);
-    if (to < 0)
+    if (to < 0 || to == removed_ || from == removed_)
       return;
     std::vector<uint8_t> bytes = event->SerializeToVector();
     Result<ScopedEvent> decoded = Event::Deserialize(bytes);
@@ -144,7 +149,9 @@ class Sim {
     PortRef port;
     Where where = Where::kLive;
     int peer = -1;
-    int container = -1;  // While in flight: the endpoint it was sent to.
+    int container = -1;        // While in flight: the endpoint it was sent to.
+    uint32_t nodes_lived = 0;  // Bit per node this endpoint has lived on.
+    bool tainted = false;      // Its route touched the removed node.
     std::vector<Message> expected;  // What the peer sent to us, in order.
     size_t read = 0;
   };
@@ -202,6 +209,7 @@ class Sim {
     Endpoint e;
     e.node = node;
     e.port = port;
+    e.nodes_lived = 1u << node;
     endpoints_.push_back(std::move(e));
     return static_cast<int>(endpoints_.size()) - 1;
   }
@@ -230,9 +238,17 @@ class Sim {
     return {ia, ib};
   }
 
+  int PickNode() {
+    int n;
+    do {
+      n = static_cast<int>(rng_() % nodes_.size());
+    } while (n == removed_);
+    return n;
+  }
+
   void CreatePair() {
-    int a = static_cast<int>(rng_() % nodes_.size());
-    int b = rng_() % 2 ? a : static_cast<int>(rng_() % nodes_.size());
+    int a = PickNode();
+    int b = rng_() % 2 ? a : PickNode();
     MakePair(a, b);
   }
 
@@ -267,7 +283,8 @@ class Sim {
     int rv = NodeOf(s).SendUserMessage(s.port, std::move(message));
     if (rv == ERROR_PORT_PEER_CLOSED) {
       if (!Gone(s.peer))
-        Fail("send saw peer closed while the peer lives");
+        if (!s.tainted)
+          Fail("send saw peer closed while the peer lives");
       for (int c : carried)
         MarkDead(c);
       return false;
@@ -279,6 +296,8 @@ class Sim {
     for (int c : carried) {
       endpoints_[c].where = Where::kInFlight;
       endpoints_[c].container = s.peer;
+      if (s.tainted)
+        Taint(c);
     }
     endpoints_[s.peer].expected.push_back({payload, carried});
     if (Gone(s.peer)) {
@@ -299,6 +318,49 @@ class Sim {
       x = endpoints_[x].container;
     }
     return false;
+  }
+
+  void Taint(int id) {
+    if (id < 0 || endpoints_[id].tainted)
+      return;
+    endpoints_[id].tainted = true;
+    Taint(endpoints_[id].peer);
+    // Ports travelling on a broken route are lost with it.
+    Endpoint& e = endpoints_[id];
+    for (size_t i = e.read; i < e.expected.size(); ++i) {
+      for (int c : e.expected[i].carried)
+        Taint(c);
+    }
+  }
+
+  void RemoveNode(int k) {
+    removed_ = k;
+    for (auto it = links_.begin(); it != links_.end();) {
+      if (it->first.first == k || it->first.second == k) {
+        it = links_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      Endpoint& e = endpoints_[i];
+      if (e.nodes_lived & (1u << k))
+        Taint(static_cast<int>(i));
+      if (e.where == Where::kLive && e.node == k)
+        e.where = Where::kDead;
+    }
+    // Anything in flight may have been routed through k.
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      if (endpoints_[i].where == Where::kInFlight)
+        Taint(static_cast<int>(i));
+    }
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (static_cast<int>(i) == k)
+        continue;
+      if (nodes_[i]->node.LostConnectionToNode(nodes_[k]->node.name()) != OK) {
+        Fail("LostConnectionToNode failed");
+      }
+    }
   }
 
   void Send() {
@@ -347,6 +409,8 @@ class Sim {
     std::unique_ptr<UserMessageEvent> message;
     int rv = ReadHook(e, &message);
     if (rv == ERROR_PORT_PEER_CLOSED) {
+      if (e.tainted)
+        return false;  // A prefix, then closure: allowed.
       if (!Gone(e.peer))
         Fail("read saw peer closed while the peer lives");
       if (e.read != e.expected.size()) {
@@ -384,6 +448,10 @@ class Sim {
       }
       c.node = e.node;
       c.port = port;
+      c.nodes_lived |= 1u << e.node;
+      if (e.tainted || endpoints_[e.peer >= 0 ? e.peer : 0].tainted) {
+        Taint(want.carried[i]);
+      }
       c.where = Where::kLive;
     }
     return true;
@@ -410,8 +478,8 @@ class Sim {
   }
 
   void Merge() {
-    int a = static_cast<int>(rng_() % nodes_.size());
-    int b = static_cast<int>(rng_() % nodes_.size());
+    int a = PickNode();
+    int b = PickNode();
     auto [p, q] = MakePair(a, a);
     auto [r, s] = MakePair(b, b);
     // Unread traffic before the merge is carried over.
@@ -505,6 +573,21 @@ class Sim {
       const Endpoint& e = endpoints_[i];
       if (e.where != Where::kLive)
         continue;
+      if (e.tainted) {
+        // Through a lost node: whatever was read was an in-order prefix
+        // (checked on each read); if it is not everything, the port must
+        // say its peer is gone.
+        PortStatus status;
+        if (NodeOf(e).GetStatus(e.port, &status) != OK) {
+          Fail("status of a live endpoint failed");
+        } else if (e.read != e.expected.size() && !status.peer_closed) {
+          Fail("endpoint " + std::to_string(i) + " behind a lost node read " +
+               std::to_string(e.read) + " of " +
+               std::to_string(e.expected.size()) +
+               " messages and does not see its peer closed");
+        }
+        continue;
+      }
       if (e.read != e.expected.size()) {
         Fail("endpoint " + std::to_string(i) + " read " +
              std::to_string(e.read) + " of " +
@@ -522,6 +605,8 @@ class Sim {
       }
     }
     for (auto& n : nodes_) {
+      if (IndexOf(n->node.name()) == removed_)
+        continue;
       NodeStats stats = n->node.GetStats();
       if (stats.proxies != 0 || stats.zombies != 0) {
         Fail("proxies or zombies left at quiescence on node " +
@@ -539,6 +624,8 @@ class Sim {
     while (DeliverOne()) {
     }
     for (auto& n : nodes_) {
+      if (IndexOf(n->node.name()) == removed_)
+        continue;
       if (!n->node.CanShutdownCleanly()) {
         NodeStats st = n->node.GetStats();
         Fail("node " + n->node.name().ToString() +
@@ -563,6 +650,7 @@ class Sim {
   uint64_t next_message_ = 1;
   int op_ = 0;
   bool dropped_ = false;
+  int removed_ = -1;
   bool injected_ = false;
   std::unique_ptr<UserMessageEvent> held_;
   const Endpoint* held_for_ = nullptr;
@@ -608,9 +696,32 @@ TEST(PortsSimulationTest, HonestRunsSatisfyTheOracle) {
 TEST(PortsSimulationTest, ReplaySeed) {
   uint64_t seed = testing::TestSeed();
   int ops = getenv("SIM_OPS") ? atoi(getenv("SIM_OPS")) : kOpsPerSeed;
-  std::vector<std::string> failures = Sim(seed, Faults()).Run(ops);
+  Faults faults;
+  faults.remove_a_node = getenv("SIM_REMOVE") != nullptr;
+  std::vector<std::string> failures = Sim(seed, faults).Run(ops);
   for (const auto& f : failures)
     ADD_FAILURE() << "seed " << seed << ": " << f;
+}
+
+// Disabled: with a node lost mid-run, some seeds still leave proxies behind
+// at quiescence or a port no route reaches (see the closing note of the
+// ports work). Run with --gtest_also_run_disabled_tests.
+TEST(PortsSimulationTest, DISABLED_RunsWithALostNodeStayConsistent) {
+  uint64_t base = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(base));
+  const uint64_t seeds = testing::Scaled(1000, 100);
+  int failed = 0;
+  for (uint64_t i = 0; i < seeds && failed < 3; ++i) {
+    uint64_t seed = base + i;
+    std::vector<std::string> failures =
+        Sim(seed, Faults{.remove_a_node = true}).Run(kOpsPerSeed);
+    if (!failures.empty()) {
+      ++failed;
+      ADD_FAILURE() << "seed " << seed << ": " << failures.front() << " (+"
+                    << failures.size() - 1 << " more)\n"
+                    << Replay(seed) << " SIM_REMOVE=1";
+    }
+  }
 }
 
 // The oracle sees each fault it looks for.
