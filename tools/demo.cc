@@ -110,7 +110,8 @@ std::string StatsText(Node& node) {
                    s.ports, s.receiving, s.proxies, s.zombies);
 }
 
-void RunPortsSteps(std::vector<Step>* steps) {
+// Returns whether every step showed what it should.
+bool RunPortsSteps(std::vector<Step>* steps) {
   DemoNetwork net;
   Node& a = net.a();
   Node& b = net.b();
@@ -179,13 +180,14 @@ void RunPortsSteps(std::vector<Step>* steps) {
                     std::string("A: ") +
                         (a.CanShutdownCleanly() ? "yes" : "no") +
                         ", B: " + (b.CanShutdownCleanly() ? "yes" : "no")});
+  return ok;
 }
 
 }  // namespace
 
 int RunDemo(bool json) {
   std::vector<Step> steps;
-  RunPortsSteps(&steps);
+  bool ok = RunPortsSteps(&steps);
 
   Status s = CorruptError("frame length 70000 exceeds the largest frame 65536");
   s.AddContext("drain ring from node 3F2A");
@@ -197,14 +199,16 @@ int RunDemo(bool json) {
       out.push_back({{"step", step.title}, {"detail", step.detail}});
     }
     std::printf("%s\n", out.dump(2).c_str());
-    return 0;
+    return ok ? 0 : 1;
   }
   std::printf("shmports demo: the ports protocol between two nodes\n");
   for (size_t i = 0; i < steps.size(); ++i) {
     std::printf("  %2zu. %-22s %s\n", i + 1, steps[i].title.c_str(),
                 steps[i].detail.c_str());
   }
-  return 0;
+  if (!ok)
+    std::printf("demo: a step did not show what it should\n");
+  return ok ? 0 : 1;
 }
 
 }  // namespace shmports::tools
