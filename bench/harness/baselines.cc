@@ -68,21 +68,23 @@ class CacheLineTransport {
   struct Options {};
 
   static Result<std::unique_ptr<CacheLineTransport>>
-  CreateParent(const Options&, const TrialParams&, Handoff* handoff) {
+  CreateParent(const Options&, const TrialParams& params, Handoff* handoff) {
     SHMPORTS_ASSIGN_OR_RETURN(auto page,
                               SharedPage::Create("shmports-bench-line", 4096));
     SHMPORTS_ASSIGN_OR_RETURN(int fd, DupForPeer(page->fd()));
     handoff->fds.push_back(fd);
     return std::unique_ptr<CacheLineTransport>(
-        new CacheLineTransport(std::move(page)));
+        new CacheLineTransport(std::move(page), params.size));
   }
-  static Result<std::unique_ptr<CacheLineTransport>>
-  CreatePeer(const Options&, const TrialParams&, const Handoff& handoff) {
+  static Result<std::unique_ptr<CacheLineTransport>> CreatePeer(
+      const Options&,
+      const TrialParams& params,
+      const Handoff& handoff) {
     SHMPORTS_RETURN_IF_ERROR(NeedFds(handoff, 1, "cacheline"));
     SHMPORTS_ASSIGN_OR_RETURN(auto page,
                               SharedPage::Adopt(handoff.fds[0], 4096));
     return std::unique_ptr<CacheLineTransport>(
-        new CacheLineTransport(std::move(page)));
+        new CacheLineTransport(std::move(page), params.size));
   }
 
   template <typename Fill>
@@ -108,14 +110,15 @@ class CacheLineTransport {
   }
 
  private:
-  explicit CacheLineTransport(std::unique_ptr<SharedPage> page)
+  CacheLineTransport(std::unique_ptr<SharedPage> page, size_t size)
       : page_(std::move(page)),
-        line_(static_cast<PingPongLine*>(page_->data())) {}
+        line_(static_cast<PingPongLine*>(page_->data())),
+        size_(std::min(size, sizeof(PingPongLine::data))) {}
 
   std::unique_ptr<SharedPage> page_;
   PingPongLine* line_;
   uint64_t turn_ = 0;  // Last turn value written or seen.
-  size_t size_ = sizeof(PingPongLine::data);
+  size_t size_;        // Payload bytes (the subject caps them at 56).
 };
 
 // ---------------------------------------------------------------------------

@@ -60,11 +60,13 @@ void PayloadPattern::Write(std::span<uint8_t> dst, uint64_t seq) const {
 }
 
 bool PayloadPattern::Verify(std::span<const uint8_t> src, uint64_t* seq) const {
-  if (src.size() != size_) {
-    *seq = 0;
+  // The stamp is read even from a message of the wrong size, so that a
+  // stop message still stops the receiver.
+  *seq = 0;
+  if (src.size() >= sizeof(*seq))
+    std::memcpy(seq, src.data(), sizeof(*seq));
+  if (src.size() != size_)
     return false;
-  }
-  std::memcpy(seq, src.data(), sizeof(*seq));
   return SumWords(src.data() + kMinPayload, src.size() - kMinPayload) ==
          body_sum_;
 }

@@ -66,6 +66,16 @@ jq -e '[.trials[] | select(.subject != "memcpy") | .verified == .messages and .m
 jq -e '.ratios | length > 0' "$tmp/out.json" >/dev/null || fail "no ratios"
 echo "ok: quick run with every baseline"
 
+# 1b. Odd sizes (the smallest payload, a size that is not a multiple of 8)
+# through every subject and pattern.
+status=0
+"$bench" --quick --json --quiet --sizes 8,1001 >"$tmp/sizes.json" 2>"$tmp/err.txt" || status=$?
+[ $status -eq 0 ] || { cat "$tmp/err.txt"; fail "--sizes 8,1001 exited with $status:
+$(jq -c .failures "$tmp/sizes.json" 2>/dev/null)"; }
+jq -e '.ok == true and ([.trials[] | .size] | unique == [8, 1001])' "$tmp/sizes.json" \
+  >/dev/null || fail "--sizes 8,1001 did not run as asked"
+echo "ok: odd sizes"
+
 # 2a. A flipped byte is caught, one way and round trip.
 for pattern in one-way round-trip; do
   status=0
