@@ -23,7 +23,7 @@ leftovers() {  # leftovers PID: /dev/shm names that run created
 
 # 1. The full quick run.
 status=0
-"$bench" --quick --json --quiet >"$tmp/out.json" 2>"$tmp/err.txt" &
+"$bench" --quick --quiet --json-file "$tmp/out.json" >"$tmp/table.txt" 2>"$tmp/err.txt" &
 pid=$!
 wait $pid || status=$?
 [ $status -eq 0 ] || { cat "$tmp/err.txt"; fail "quick run exited with $status"; }
@@ -64,6 +64,12 @@ jq -e '[.trials[] | select(.pattern == "round-trip") |
 jq -e '[.trials[] | select(.subject != "memcpy") | .verified == .messages and .messages > 0] | all' \
   "$tmp/out.json" >/dev/null || fail "a trial's messages were not all verified"
 jq -e '.ratios | length > 0' "$tmp/out.json" >/dev/null || fail "no ratios"
+# The table on stdout states the pinning and has the ratio table with the
+# ARCHITECTURE.md targets.
+grep -q '^pinning: ' "$tmp/table.txt" || fail "table: no pinning line"
+grep -q '^ratios ' "$tmp/table.txt" || fail "table: no ratio table"
+grep -q 'raw Ring busy-poll 64 B round trip .* <= 2 ' "$tmp/table.txt" ||
+  fail "table: no ring round-trip target row"
 echo "ok: quick run with every baseline"
 
 # 1b. Odd sizes (the smallest payload, a size that is not a multiple of 8)
