@@ -166,7 +166,6 @@ bool RunPortsSteps(std::vector<Step>* steps) {
                           (status.peer_closed ? "true" : "false")});
 
   a.LostConnectionToNode(b.name());
-  b.GetStatus(b0, &status);
   b.LostConnectionToNode(a.name());
   b.GetStatus(b0, &status);
   steps->push_back({"lost node", std::string("B loses A: its route port sees "
@@ -176,6 +175,8 @@ bool RunPortsSteps(std::vector<Step>* steps) {
   a.ClosePort(a0);
   b.ClosePort(b0);
   net.Pump();
+  bool ok = status.peer_closed && a.GetStats().proxies == 0 &&
+            a.CanShutdownCleanly() && b.CanShutdownCleanly();
   steps->push_back({"clean shutdown",
                     std::string("A: ") +
                         (a.CanShutdownCleanly() ? "yes" : "no") +
