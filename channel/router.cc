@@ -451,10 +451,9 @@ void Router::DropPeer(const LinkPtr& link, Status reason) {
     return;
   Bump(peers_dropped_);
   {
-    std::string key(reason.message().substr(0, 120));
+    std::string key = reason.text().substr(0, 160);
     MutexLock lock(&stats_mu_);
-    ++violations_[StrFormat("%s: %s", StatusCodeName(reason.code()),
-                            key.c_str())];
+    ++violations_[std::string(StatusCodeName(reason.code())) + ": " + key];
   }
   SHMPORTS_LOG(kWarning, "dropping peer node %s (pid %d): %s",
                link->peer.ToString().c_str(), link->conn->peer_identity().pid,

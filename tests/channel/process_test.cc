@@ -1,0 +1,429 @@
+// Two Process objects in one OS process, joined over a credentialed socket
+// pair: the whole channel/ stack (handshake, Router, rings, io threads)
+// without fork, so ThreadSanitizer sees all of it (test name ends in
+// _threads). A fake peer built from a bare Connection injects the faults the
+// Router's checkers look for.
+#include "channel/process.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "channel/connection.h"
+#include "channel/frame_kinds.h"
+#include "channel/socket.h"
+#include "shm/futex.h"
+#include "tests/channel/process_test_util.h"
+#include "tests/util/test_util.h"
+
+namespace shmports::channel {
+namespace {
+
+using ::shmports::channel::testing::CheckPayload;
+using ::shmports::channel::testing::kMaxFramePayload;
+using ::shmports::channel::testing::PortWaiter;
+using ::shmports::channel::testing::ReadMessage;
+using ::shmports::channel::testing::ReadPattern;
+using ::shmports::channel::testing::SendPattern;
+using ::shmports::channel::testing::SendText;
+using ::shmports::channel::testing::TextOf;
+using ::shmports::testing::Scaled;
+using ::shmports::testing::SeedTrace;
+using ::shmports::testing::TestSeed;
+using ::shmports::testing::WaitFor;
+
+// Both identity paths: SCM_PIDFD (Linux 6.5+) and the forced pre-6.5 one.
+class ProcessThreadsTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam())
+      setenv(kForceNoSoPassPidfdEnv, "1", 1);
+    else
+      unsetenv(kForceNoSoPassPidfdEnv);
+  }
+  void TearDown() override { unsetenv(kForceNoSoPassPidfdEnv); }
+
+  // Joins a new inviter and invitee; the handshake runs on two threads.
+  void Join(const ProcessOptions& inviter_options = {},
+            const ProcessOptions& invitee_options = {}) {
+    auto pair = CreateCredentialedSocketPair();
+    ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+    auto a = Process::Create(inviter_options);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    a_ = std::move(*a);
+    Result<Process::Accepted> accepted = UnavailableError("not run");
+    std::thread invitee([&] {
+      accepted =
+          Process::AcceptConnection(std::move(pair->second), invitee_options);
+    });
+    auto connected = a_->Connect(std::move(pair->first));
+    invitee.join();
+    ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+    ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+    b_ = std::move(accepted->process);
+    a_port_ = connected->bootstrap_port;
+    b_port_ = accepted->peer.bootstrap_port;
+    EXPECT_EQ(connected->peer_name, b_->name());
+    EXPECT_EQ(accepted->peer.peer_name, a_->name());
+    a_waiter_ = std::make_unique<PortWaiter>(*a_);
+    b_waiter_ = std::make_unique<PortWaiter>(*b_);
+  }
+
+  std::unique_ptr<Process> a_;
+  std::unique_ptr<Process> b_;
+  ports::PortRef a_port_;
+  ports::PortRef b_port_;
+  std::unique_ptr<PortWaiter> a_waiter_;
+  std::unique_ptr<PortWaiter> b_waiter_;
+};
+
+TEST_P(ProcessThreadsTest, ExchangeMessagesBothWays) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  ASSERT_NO_FATAL_FAILURE(Join());
+  const uint64_t n = Scaled(10000, 200);
+  std::atomic<int> a_send{-1}, b_send{-1};
+  std::thread a_sender([&] {
+    a_send =
+        SendPattern(a_->node(), *a_waiter_, a_port_, seed, n, kMaxFramePayload);
+  });
+  std::thread b_sender([&] {
+    b_send = SendPattern(b_->node(), *b_waiter_, b_port_, seed + 1, n,
+                         kMaxFramePayload);
+  });
+  Result<uint64_t> b_read = UnavailableError("not run");
+  std::thread b_reader([&] {
+    b_read =
+        ReadPattern(b_->node(), *b_waiter_, b_port_, seed, n, kMaxFramePayload);
+  });
+  auto a_read = ReadPattern(a_->node(), *a_waiter_, a_port_, seed + 1, n,
+                            kMaxFramePayload);
+  b_reader.join();
+  a_sender.join();
+  b_sender.join();
+  EXPECT_EQ(a_send, ports::OK);
+  EXPECT_EQ(b_send, ports::OK);
+  ASSERT_TRUE(a_read.ok()) << a_read.status().ToString();
+  ASSERT_TRUE(b_read.ok()) << b_read.status().ToString();
+  EXPECT_EQ(*a_read, n);
+  EXPECT_EQ(*b_read, n);
+
+  ProcessStats stats = a_->GetStats();
+  ASSERT_EQ(stats.router.links.size(), 1u);
+  EXPECT_GE(stats.router.links[0].messages_sent, n);
+  EXPECT_GE(stats.router.links[0].messages_received, n);
+  EXPECT_EQ(stats.router.peers_dropped, 0u);
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+  EXPECT_TRUE(WaitFor([&] {
+    return a_->node().GetStats().ports == 0 && b_->node().GetStats().ports == 0;
+  }));
+}
+
+TEST_P(ProcessThreadsTest, PortsCrossAndComeBackWithoutProxies) {
+  ASSERT_NO_FATAL_FAILURE(Join());
+  ports::Node& an = a_->node();
+  ports::Node& bn = b_->node();
+  ports::PortRef x, y;
+  ASSERT_EQ(an.CreatePortPair(&x, &y), ports::OK);
+  ASSERT_EQ(SendText(an, a_port_, "take", {y.name()}), ports::OK);
+
+  auto carried = ReadMessage(bn, *b_waiter_, b_port_);
+  ASSERT_TRUE(carried.ok()) << carried.status().ToString();
+  ASSERT_EQ((*carried)->num_ports(), 1u);
+  ports::PortRef y_at_b;
+  ASSERT_EQ(bn.GetPort((*carried)->ports()[0], &y_at_b), ports::OK);
+
+  // The carried port works across the boundary, both ways.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(SendText(an, x, "ping " + std::to_string(i)), ports::OK);
+    auto ping = ReadMessage(bn, *b_waiter_, y_at_b);
+    ASSERT_TRUE(ping.ok()) << ping.status().ToString();
+    EXPECT_EQ(TextOf(**ping), "ping " + std::to_string(i));
+    ASSERT_EQ(SendText(bn, y_at_b, "pong " + std::to_string(i)), ports::OK);
+    auto pong = ReadMessage(an, *a_waiter_, x);
+    ASSERT_TRUE(pong.ok()) << pong.status().ToString();
+    EXPECT_EQ(TextOf(**pong), "pong " + std::to_string(i));
+  }
+
+  // There and back: y returns to A; the route collapses to a local pair.
+  ASSERT_EQ(SendText(bn, b_port_, "back", {y_at_b.name()}), ports::OK);
+  auto returned = ReadMessage(an, *a_waiter_, a_port_);
+  ASSERT_TRUE(returned.ok()) << returned.status().ToString();
+  ASSERT_EQ((*returned)->num_ports(), 1u);
+  ports::PortRef y_again;
+  ASSERT_EQ(an.GetPort((*returned)->ports()[0], &y_again), ports::OK);
+  ASSERT_EQ(SendText(an, x, "home"), ports::OK);
+  auto home = ReadMessage(an, *a_waiter_, y_again);
+  ASSERT_TRUE(home.ok()) << home.status().ToString();
+  EXPECT_EQ(TextOf(**home), "home");
+  EXPECT_TRUE(WaitFor([&] {
+    return an.GetStats().proxies == 0 && bn.GetStats().proxies == 0;
+  })) << "proxies left: A "
+      << an.GetStats().proxies << ", B " << bn.GetStats().proxies;
+  ports::PortStatus status;
+  ASSERT_EQ(an.GetStatus(x, &status), ports::OK);
+  EXPECT_FALSE(status.peer_remote);
+
+  EXPECT_EQ(an.ClosePort(x), ports::OK);
+  EXPECT_EQ(an.ClosePort(y_again), ports::OK);
+  EXPECT_EQ(an.ClosePort(a_port_), ports::OK);
+  EXPECT_TRUE(WaitFor(
+      [&] { return an.GetStats().ports == 0 && bn.GetStats().ports == 1; }));
+  EXPECT_EQ(bn.ClosePort(b_port_), ports::OK);
+}
+
+TEST_P(ProcessThreadsTest, DestroyedPeerClosesExactlyItsRoutes) {
+  ASSERT_NO_FATAL_FAILURE(Join());
+  ports::Node& an = a_->node();
+  // A route through B, and a local route that never touches it.
+  ports::PortRef x, y, l1, l2;
+  ASSERT_EQ(an.CreatePortPair(&x, &y), ports::OK);
+  ASSERT_EQ(an.CreatePortPair(&l1, &l2), ports::OK);
+  ASSERT_EQ(SendText(an, a_port_, "take", {y.name()}), ports::OK);
+  ASSERT_TRUE(WaitFor([&] { return b_->node().GetStats().ports == 2; }));
+  ASSERT_EQ(SendText(b_->node(), b_port_, "last words"), ports::OK);
+
+  std::atomic<int> lost{0};
+  a_->SetPeerLostObserver([&](const ports::NodeName&, const Status& reason) {
+    EXPECT_EQ(reason.code(), StatusCode::kPeerClosed) << reason.ToString();
+    lost.fetch_add(1);
+  });
+  b_waiter_.reset();
+  b_.reset();  // Its socket closes: A sees the hang-up.
+
+  auto last = ReadMessage(an, *a_waiter_, a_port_);
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  EXPECT_EQ(TextOf(**last), "last words");
+  auto closed = ReadMessage(an, *a_waiter_, a_port_);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed);
+  EXPECT_TRUE(WaitFor([&] {
+    ports::PortStatus s;
+    return an.GetStatus(x, &s) == ports::OK && s.peer_closed;
+  }));
+  ASSERT_EQ(SendText(an, l1, "still here"), ports::OK);
+  auto local = ReadMessage(an, *a_waiter_, l2);
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(TextOf(**local), "still here");
+  // The observer runs after LostConnectionToNode, on the io thread.
+  EXPECT_TRUE(WaitFor([&] { return lost.load() == 1; }));
+  ProcessStats stats = a_->GetStats();
+  EXPECT_EQ(stats.router.peer_deaths, 1u);
+  EXPECT_TRUE(stats.router.links.empty());
+  for (auto* p : {&x, &l1, &l2, &a_port_})
+    EXPECT_EQ(an.ClosePort(*p), ports::OK);
+  EXPECT_TRUE(WaitFor([&] { return an.GetStats().ports == 0; }));
+}
+
+TEST_P(ProcessThreadsTest, FullRingOverflowsAndDrainsInOrder) {
+  ProcessOptions small;
+  small.connection.outbound_ring.capacity = shm::kMinRingCapacity;
+  ASSERT_NO_FATAL_FAILURE(Join(small, small));
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  const size_t max_payload = shm::kMinRingCapacity / 4 - 64;
+  const uint64_t n = Scaled(3000, 300);
+  // No pacing: the ring fills at once and the rest waits in the overflow
+  // queue, which the space wake drains.
+  for (uint64_t i = 0; i < n; ++i) {
+    auto payload = testing::MakePayload(seed, i, max_payload);
+    ASSERT_EQ(testing::SendBytes(a_->node(), a_port_, payload), ports::OK);
+  }
+  auto read =
+      ReadPattern(b_->node(), *b_waiter_, b_port_, seed, n, max_payload);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, n);
+  ProcessStats stats = a_->GetStats();
+  ASSERT_EQ(stats.router.links.size(), 1u);
+  EXPECT_GT(stats.router.links[0].overflow_high_water, 0u);
+  EXPECT_EQ(stats.router.links[0].overflow_depth, 0u);
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+}
+
+TEST_P(ProcessThreadsTest, InviteeClaimingAnotherNameIsRefused) {
+  auto pair = CreateCredentialedSocketPair();
+  ASSERT_TRUE(pair.ok());
+  auto a = Process::Create();
+  ASSERT_TRUE(a.ok());
+  ProcessOptions liar;
+  liar.connection.testing_claimed_name = (*a)->name();
+  Result<Process::Accepted> accepted = UnavailableError("not run");
+  std::thread invitee([&] {
+    accepted = Process::AcceptConnection(std::move(pair->second), liar);
+  });
+  auto connected = (*a)->Connect(std::move(pair->first));
+  invitee.join();
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.status().code(), StatusCode::kProtocolViolation);
+  EXPECT_NE(connected.status().ToString().find("claims node name"),
+            std::string::npos)
+      << connected.status().ToString();
+  EXPECT_FALSE(accepted.ok());
+  EXPECT_EQ((*a)->node().GetStats().ports, 0u);
+}
+
+TEST_P(ProcessThreadsTest, OtherMajorVersionIsRefusedNamingBoth) {
+  auto pair = CreateCredentialedSocketPair();
+  ASSERT_TRUE(pair.ok());
+  auto a = Process::Create();
+  ASSERT_TRUE(a.ok());
+  ProcessOptions future;
+  future.connection.testing_major = kProtocolMajor + 1;
+  Result<Process::Accepted> accepted = UnavailableError("not run");
+  std::thread invitee([&] {
+    accepted = Process::AcceptConnection(std::move(pair->second), future);
+  });
+  auto connected = (*a)->Connect(std::move(pair->first));
+  invitee.join();
+  ASSERT_FALSE(connected.ok());
+  std::string text = connected.status().ToString();
+  EXPECT_EQ(connected.status().code(), StatusCode::kFailedPrecondition) << text;
+  EXPECT_NE(text.find(std::to_string(kProtocolMajor + 1) + "."),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("speaks " + std::to_string(kProtocolMajor) + "."),
+            std::string::npos)
+      << text;
+  ASSERT_FALSE(accepted.ok());
+  EXPECT_EQ(accepted.status().code(), StatusCode::kFailedPrecondition);
+}
+
+INSTANTIATE_TEST_SUITE_P(IdentityModes,
+                         ProcessThreadsTest,
+                         ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& param_info) {
+                           return param_info.param ? "ForcedPidfdOpen"
+                                                   : "Default";
+                         });
+
+// A fake peer: a bare inviter-side Connection whose outbound ring the test
+// writes by hand, against a real Process.
+class FakePeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pair = CreateCredentialedSocketPair();
+    ASSERT_TRUE(pair.ok());
+    Result<Process::Accepted> accepted = UnavailableError("not run");
+    std::thread invitee(
+        [&] { accepted = Process::AcceptConnection(std::move(pair->second)); });
+    auto fake =
+        Connection::Invite(std::move(pair->first), kFakeName, kAssignedName,
+                           ports::PortName(9, 9), ConnectionOptions());
+    invitee.join();
+    ASSERT_TRUE(fake.ok()) << fake.status().ToString();
+    ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+    fake_ = std::move(*fake);
+    process_ = std::move(accepted->process);
+    port_ = accepted->peer.bootstrap_port;
+    waiter_ = std::make_unique<PortWaiter>(*process_);
+    EXPECT_EQ(process_->name(), kAssignedName);
+  }
+
+  void WriteEvent(const ports::Event& event) {
+    ASSERT_TRUE(fake_->outbound_ring()
+                    .Write(kEventFrameKind, event.SerializeToVector())
+                    .ok());
+  }
+
+  bool PeerDropped() {
+    ProcessStats stats = process_->GetStats();
+    return stats.router.links.empty() && stats.router.peers_dropped == 1;
+  }
+
+  std::string Violations() {
+    std::string out;
+    for (const auto& [reason, count] : process_->GetStats().router.violations)
+      out += reason + "; ";
+    return out;
+  }
+
+  static constexpr ports::NodeName kFakeName{7, 7};
+  static constexpr ports::NodeName kAssignedName{8, 8};
+  std::unique_ptr<Connection> fake_;
+  std::unique_ptr<Process> process_;
+  ports::PortRef port_;
+  std::unique_ptr<PortWaiter> waiter_;
+};
+
+ports::ScopedEvent UserMessageTo(const ports::PortName& port, uint64_t seq) {
+  auto event = std::make_unique<ports::UserMessageEvent>(0);
+  event->set_port_name(port);
+  event->set_sequence_num(seq);
+  // The first event on this hop (control sequence numbers start at 1).
+  event->set_control_sequence_num(1);
+  event->set_from_port(ports::PortName(9, 9));  // The fake's bootstrap port.
+  event->message().Assign(std::string_view("hi"));
+  return event;
+}
+
+TEST_F(FakePeerTest, ValidEventIsDeliveredFromTheAuthenticatedName) {
+  WriteEvent(*UserMessageTo(port_.name(), 1));
+  auto message = ReadMessage(process_->node(), *waiter_, port_);
+  ASSERT_TRUE(message.ok()) << message.status().ToString();
+  EXPECT_EQ(TextOf(**message), "hi");
+  EXPECT_FALSE(PeerDropped());
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, EventToUnknownPortIsIgnoredAndCounted) {
+  WriteEvent(*UserMessageTo(ports::PortName(123, 456), 1));
+  EXPECT_TRUE(WaitFor([&] {
+    auto stats = process_->GetStats();
+    return stats.router.links.size() == 1 &&
+           stats.router.links[0].events_ignored == 1;
+  }));
+  EXPECT_FALSE(PeerDropped());
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, ProtocolViolationDropsPeer) {
+  WriteEvent(*UserMessageTo(port_.name(), uint64_t{1} << 40));
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("protocol"), std::string::npos) << Violations();
+  auto closed = ReadMessage(process_->node(), *waiter_, port_);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed);
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, UndecodableEventDropsPeer) {
+  std::vector<uint8_t> garbage(100, 0xAB);
+  ASSERT_TRUE(fake_->outbound_ring().Write(kEventFrameKind, garbage).ok());
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("decode event"), std::string::npos)
+      << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, UnknownFrameKindDropsPeer) {
+  std::vector<uint8_t> bytes(8, 0);
+  ASSERT_TRUE(fake_->outbound_ring().Write(kEventFrameKind + 5, bytes).ok());
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("unknown kind 21"), std::string::npos)
+      << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, CorruptRingDropsPeer) {
+  // The producer's tail jumps past anything the capacity allows.
+  // Wait until the io thread sleeps on the data word, then move the tail
+  // past anything the capacity allows and wake it by hand.
+  auto* control = fake_->outbound_control();
+  ASSERT_TRUE(WaitFor([&] {
+    return std::atomic_ref<uint32_t>(control->consumer_sleeping).load() == 1;
+  }));
+  std::atomic_ref<uint64_t>(control->tail)
+      .store(uint64_t{1} << 40, std::memory_order_release);
+  std::atomic_ref<uint32_t>(control->data_futex).fetch_add(1);
+  shm::FutexWake(&control->data_futex, 1);
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("corrupt"), std::string::npos) << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+}  // namespace
+}  // namespace shmports::channel
