@@ -92,6 +92,7 @@ class Simulation {
                                        : 2 + static_cast<int>(rng_.Below(5)),
                  &rng_) {
     network_.SetFault(options.fault);
+    network_.set_trace(options.trace);
   }
 
   SimulationResult Run();
@@ -150,6 +151,14 @@ class Simulation {
               StrFormat(format, args...).c_str());
     }
   }
+  // Network failures (violations, codec) with the op they happened in.
+  void PullNetworkFailures() {
+    const std::vector<std::string>& all = network_.failures();
+    for (; network_failures_seen_ < all.size(); ++network_failures_seen_) {
+      Fail("network: " + all[network_failures_seen_]);
+      Trace("FAILURE network: %s", all[network_failures_seen_].c_str());
+    }
+  }
   void Fail(std::string what) {
     if (failures_.size() < 20)
       failures_.push_back(
@@ -158,9 +167,11 @@ class Simulation {
   std::string Describe(int end_id) const {
     const End& e = ends_[end_id];
     const Route& r = routes_[e.route];
-    return StrFormat("end %d (route %d side %d, node %d, %s%s)", end_id,
+    return StrFormat("end %d (route %d side %d, node %d, %s%s%s%s)", end_id,
                      e.route, e.side, e.node, EndStateName(e.state),
-                     r.tainted ? ", tainted" : "");
+                     r.tainted ? ", tainted" : "",
+                     e.ref.is_valid() ? ", port " : "",
+                     e.ref.is_valid() ? e.ref.name().ToString().c_str() : "");
   }
 
   const SimulationOptions options_;
@@ -170,8 +181,11 @@ class Simulation {
   std::vector<Route> routes_;
   std::vector<Msg> msgs_;  // Message id N is msgs_[N - 1].
   std::vector<int> live_;
+  // Ports handed to AllowPortMerge (node, port).
+  std::vector<std::pair<int, PortRef>> pending_merges_;
   std::vector<std::string> failures_;
   uint64_t op_ = 0;
+  size_t network_failures_seen_ = 0;
   SimulationResult stats_;
 };
 
@@ -267,7 +281,7 @@ void Simulation::OpCreateLocalPair() {
     Fail(StrFormat("CreatePortPair on node %d: %s", node, ErrorCodeName(rv)));
     return;
   }
-  if (rng_.Chance(1, 4)) {
+  if (rng_.Chance(1, 4) && options_.ack_requests) {
     network_.node(node).SetAcknowledgeRequestInterval(p0, 1 + rng_.Below(4));
   }
   int route = NewRoute(node, node);
@@ -582,6 +596,8 @@ void Simulation::OpMerge() {
     NodeName allowed =
         rng_.Chance(1, 2) ? network_.name(node_a) : kInvalidNodeName;
     rv = network_.node(node_b).AllowPortMerge(ends_[b].ref, allowed);
+    // Until the MergePort arrives the port is still ours to close.
+    pending_merges_.push_back({node_b, ends_[b].ref});
     if (rv == OK) {
       rv = network_.node(node_a).MergePorts(ends_[a].ref, network_.name(node_b),
                                             ends_[b].ref.name());
@@ -659,6 +675,19 @@ void Simulation::OpRemoveNode() {
 }
 
 void Simulation::FinalPhase() {
+  network_.DrainAll();
+  // A merge whose MergePort died with its sender's node leaves the target
+  // receiving and pending: its owner gives up on it, as an embedder would.
+  for (auto& [node, ref] : pending_merges_) {
+    PortStatus status;
+    if (network_.alive(node) &&
+        network_.node(node).GetStatus(ref, &status) == OK) {
+      Trace("closing a merge target that never merged on node %d", node);
+      network_.node(node).ClosePort(ref);
+    }
+  }
+  pending_merges_.clear();
+  bool lenient = !options_.strict_lost_node && stats_.removals > 0;
   // Deliver and read until nothing moves: reading can bring carried ports
   // to life, whose queues must be read too.
   for (int round = 0; round < 1000; ++round) {
@@ -694,6 +723,10 @@ void Simulation::FinalPhase() {
     bool peer_gone = ends_[peer].state == End::kClosed;
     bool lost_some = route.read[e.side] != route.sent[e.side];
     if ((peer_gone || lost_some) && !e.saw_peer_closed) {
+      if (lenient && route.tainted) {
+        ++stats_.tolerated_leftovers;
+        continue;
+      }
       Fail(StrFormat("never saw peer_closed (read %llu of %llu) on ",
                      static_cast<unsigned long long>(route.read[e.side]),
                      static_cast<unsigned long long>(route.sent[e.side])) +
@@ -705,6 +738,10 @@ void Simulation::FinalPhase() {
       continue;
     NodeStats stats = network_.node(i).GetStats();
     if (stats.proxies != 0 || stats.zombies != 0) {
+      if (lenient) {
+        ++stats_.tolerated_leftovers;
+        continue;
+      }
       Fail(StrFormat("node %d after draining: %zu proxies, %zu zombies", i,
                      stats.proxies, stats.zombies));
     }
@@ -722,6 +759,10 @@ void Simulation::FinalPhase() {
     if (!network_.alive(i))
       continue;
     NodeStats stats = network_.node(i).GetStats();
+    if (lenient && stats.ports != 0) {
+      ++stats_.tolerated_leftovers;
+      continue;
+    }
     if (stats.ports != 0 || !network_.node(i).CanShutdownCleanly()) {
       Fail(StrFormat(
           "node %d at quiescence: %zu ports (%zu receiving, %zu proxies, %zu "
@@ -777,17 +818,17 @@ SimulationResult Simulation::Run() {
       for (size_t i = 0; i < n && network_.DeliverOne(); ++i) {
       }
     }
+    PullNetworkFailures();
     if (failures_.size() >= 20)
       break;
   }
   if (failures_.empty())
     FinalPhase();
 
+  PullNetworkFailures();
   SimulationResult result = stats_;
   result.ops = op_;
   result.failures = failures_;
-  for (const std::string& f : network_.failures())
-    result.failures.push_back("network: " + f);
   result.fault_applied = network_.fault_applied();
   result.events_delivered = network_.delivered();
   return result;

@@ -16,10 +16,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "core/base/log.h"
 #include "core/base/random.h"
 #include "core/base/str_format.h"
+#include "core/ports/error.h"
+#include "core/ports/node.h"
 #include "tests/util/test_util.h"
 
 namespace shmports::ports::sim {
@@ -54,6 +57,11 @@ std::string Report(uint64_t seed, const SimulationResult& result) {
   for (const std::string& f : result.failures)
     text += "  " + f + "\n";
   return text + "  " + ReplayCommand(seed);
+}
+
+uint64_t EnvU64(const char* name, uint64_t fallback) {
+  const char* env = getenv(name);
+  return env != nullptr && *env != '\0' ? strtoull(env, nullptr, 0) : fallback;
 }
 
 // Nodes log a warning when a removed node is destroyed with ports, which
@@ -93,6 +101,7 @@ TEST(PortsSimulationTest, SeedRange) {
     total.merges += result.merges;
     total.removals += result.removals;
     total.events_delivered += result.events_delivered;
+    total.tolerated_leftovers += result.tolerated_leftovers;
     if (!result.failures.empty()) {
       ADD_FAILURE() << Report(seed, result);
       if (++failed >= 5)
@@ -101,14 +110,16 @@ TEST(PortsSimulationTest, SeedRange) {
   }
   printf(
       "seeds %llu..%llu: %llu messages, %llu ports moved, %llu merges, %llu "
-      "removals, %llu events\n",
+      "removals, %llu events; %llu lost-node leftovers tolerated (known "
+      "bugs, see PortsSimulationKnownBugs)\n",
       static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(end - 1),
       static_cast<unsigned long long>(total.messages_sent),
       static_cast<unsigned long long>(total.ports_transferred),
       static_cast<unsigned long long>(total.merges),
       static_cast<unsigned long long>(total.removals),
-      static_cast<unsigned long long>(total.events_delivered));
+      static_cast<unsigned long long>(total.events_delivered),
+      static_cast<unsigned long long>(total.tolerated_leftovers));
 }
 
 // Fresh seeds each run widen the search over time; a failure names its seed.
@@ -128,10 +139,45 @@ TEST(PortsSimulationTest, ReplaySeed) {
   uint64_t seed = ::shmports::testing::TestSeed();
   SCOPED_TRACE(::shmports::testing::SeedTrace(seed));
   SimulationOptions options;
+  options.num_ops = static_cast<int>(EnvU64("SHMPORTS_SIM_OPS", 2000));
+  options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
+  options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
+  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 0) != 0;
+  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
   const char* trace = getenv("SHMPORTS_SIM_TRACE");
   options.trace = trace != nullptr && *trace == '1';
   SimulationResult result = RunSimulation(seed, options);
   EXPECT_TRUE(result.failures.empty()) << Report(seed, result);
+}
+
+// A tool, not a check: runs seeds SHMPORTS_SIM_FIRST..SHMPORTS_SIM_LAST with
+// SHMPORTS_SIM_OPS operations and at most SHMPORTS_SIM_REMOVALS removals, and
+// prints one line per failing seed with its first failure (to classify and
+// minimise what the simulation finds). Run with
+// --gtest_also_run_disabled_tests.
+TEST(PortsSimulationTest, DISABLED_Explore) {
+  QuietLogs quiet;
+  SimulationOptions options;
+  options.num_ops = static_cast<int>(EnvU64("SHMPORTS_SIM_OPS", 2000));
+  options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
+  options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
+  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 0) != 0;
+  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
+  uint64_t failed = 0;
+  uint64_t first = EnvU64("SHMPORTS_SIM_FIRST", 1);
+  uint64_t last = EnvU64("SHMPORTS_SIM_LAST", 2000);
+  for (uint64_t seed = first; seed <= last; ++seed) {
+    SimulationResult result = RunSimulation(seed, options);
+    if (!result.failures.empty()) {
+      ++failed;
+      printf("seed %llu (%llu removals): %s\n",
+             static_cast<unsigned long long>(seed),
+             static_cast<unsigned long long>(result.removals),
+             result.failures[0].c_str());
+    }
+  }
+  printf("%llu of %llu seeds failed\n", static_cast<unsigned long long>(failed),
+         static_cast<unsigned long long>(last - first + 1));
 }
 
 // Every seed also works with more nodes removed and longer runs.
@@ -188,6 +234,132 @@ TEST(PortsSimulationTest, OracleCatchesDuplicatedMessage) {
 
 TEST(PortsSimulationTest, OracleCatchesReorderedMessages) {
   ExpectFaultCaught(FaultKind::kSwapUserMessagePayloads);
+}
+
+// ---------------------------------------------------------------------------
+// Protocol bugs the simulation found, each minimised to a scripted sequence
+// on SimNetwork (deliveries chosen by hand). They belong to core/ports;
+// DISABLED_ until fixed there, so the seeded runs above are what guard them.
+// ---------------------------------------------------------------------------
+
+std::unique_ptr<UserMessageEvent> TextMessage(std::string_view text,
+                                              size_t num_ports = 0) {
+  auto message = std::make_unique<UserMessageEvent>(num_ports);
+  message->message().Assign(text);
+  return message;
+}
+
+// Found by seed 297 with SHMPORTS_SIM_REMOVALS=0. A port that is being sent
+// away (kBuffering) answers a UserMessageReadAckRequest with a ReadAck
+// addressed to port->peer_port_name — which ConvertToProxy has already
+// pointed at the port's own new location on the other node, not at the
+// route's peer. The new port then receives an ack for messages it never sent
+// and AcceptEvent calls the honest sender a violator ("read ack for a message
+// never sent"); the requester never gets its ack.
+// Expected: no violation; the ack reaches x (or the request is forwarded to
+// y's new port, which answers it).
+TEST(PortsSimulationKnownBugs,
+     DISABLED_ReadAckRequestAtBufferingPortIsAnsweredToItsOwnSuccessor) {
+  SimRandom rng(1);
+  SimNetwork net(2, &rng);
+  Node& n0 = net.node(0);
+  Node& n1 = net.node(1);
+  // A spanning route to carry y from node 0 to node 1.
+  PortRef c0, c1;
+  ASSERT_EQ(n0.CreateUninitializedPort(&c0), OK);
+  ASSERT_EQ(n1.CreateUninitializedPort(&c1), OK);
+  ASSERT_EQ(
+      n0.InitializePort(c0, net.name(1), c1.name(), net.name(1), c1.name()),
+      OK);
+  ASSERT_EQ(
+      n1.InitializePort(c1, net.name(0), c0.name(), net.name(0), c0.name()),
+      OK);
+  PortRef x, y;
+  ASSERT_EQ(n0.CreatePortPair(&x, &y), OK);
+  ASSERT_EQ(n0.SendUserMessage(x, TextMessage("1")), OK);
+  ASSERT_EQ(n0.SendUserMessage(x, TextMessage("2")), OK);
+  while (net.DeliverFrom(0, 0)) {
+  }
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(n0.GetMessage(y, &message, nullptr), OK);
+  ASSERT_EQ(n0.GetMessage(y, &message, nullptr), OK);
+  while (net.DeliverFrom(0, 0)) {
+  }
+  // x asks for an ack; the request is still on the node's own link when y
+  // leaves for node 1.
+  ASSERT_EQ(n0.SetAcknowledgeRequestInterval(x, 1), OK);
+  auto carrier = TextMessage("carry y", 1);
+  carrier->ports()[0] = y.name();
+  ASSERT_EQ(n0.SendUserMessage(c0, std::move(carrier)), OK);
+  // The request reaches y while y is buffering; then node 1 accepts y.
+  while (net.DeliverFrom(0, 0)) {
+  }
+  net.DrainAll();
+  EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
+}
+
+// Found by seed 135 (SHMPORTS_SIM_OPS=30 SHMPORTS_SIM_NODES=3). A port
+// sent to node L becomes a buffering proxy here; L dies before accepting it.
+// LostConnectionToNode(L) turns the proxy into a zombie that broadcasts its
+// death and waits for an ObserveClosure from its predecessor — but the
+// predecessor (the route's other end) was on L too, so nothing ever answers
+// and the zombie stays forever (Mojo erases such a proxy at once).
+// Expected: after the loss and closing every port, the survivor holds no
+// port; actual: one zombie.
+TEST(PortsSimulationKnownBugs,
+     DISABLED_ProxyWhosePeerAndPredecessorDiedStaysAZombie) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(2, &rng);
+  const int kSurvivor = 0;
+  const int kLost = 1;
+  Node& s = net.node(kSurvivor);
+  Node& l = net.node(kLost);
+  auto span = [&](PortRef* on_s, PortRef* on_l) {
+    ASSERT_EQ(s.CreateUninitializedPort(on_s), OK);
+    ASSERT_EQ(l.CreateUninitializedPort(on_l), OK);
+    ASSERT_EQ(s.InitializePort(*on_s, net.name(kLost), on_l->name(),
+                               net.name(kLost), on_l->name()),
+              OK);
+    ASSERT_EQ(l.InitializePort(*on_l, net.name(kSurvivor), on_s->name(),
+                               net.name(kSurvivor), on_s->name()),
+              OK);
+  };
+  PortRef q, p;  // The route whose end q is sent away; p stays on L.
+  PortRef c, d;  // The route that carries q to L.
+  span(&q, &p);
+  span(&c, &d);
+  auto carrier = TextMessage("carry q", 1);
+  carrier->ports()[0] = q.name();
+  ASSERT_EQ(s.SendUserMessage(c, std::move(carrier)), OK);
+  net.RemoveNode(kLost);
+  net.DrainAll();
+  ASSERT_EQ(s.ClosePort(c), OK);
+  net.DrainAll();
+  NodeStats stats = s.GetStats();
+  EXPECT_EQ(stats.ports, 0u)
+      << stats.zombies << " zombies, " << stats.proxies << " proxies";
+  EXPECT_TRUE(s.CanShutdownCleanly());
+  EXPECT_TRUE(net.failures().empty());
+}
+
+// The seeded runs with every lost-node check on. Seeds that fail today:
+//   135 (zombie above), 599 (an end received after its peer's proxy died
+//   never sees peer_closed: the dead-proxy broadcast passed while the end
+//   was itself in transit), 559 (receiving ports left on a survivor after
+//   closing every port), all with SHMPORTS_SIM_OPS=60 SHMPORTS_SIM_NODES=3;
+//   about 5% of the default seeds (1000 ops) fail one of these.
+// Replay one with SHMPORTS_SIM_STRICT=1 SHMPORTS_SIM_TRACE=1 and ReplaySeed.
+TEST(PortsSimulationKnownBugs, DISABLED_StrictChecksAfterNodeLoss) {
+  QuietLogs quiet;
+  SimulationOptions options;
+  options.num_ops = 60;
+  options.num_nodes = 3;
+  options.strict_lost_node = true;
+  for (uint64_t seed : {135, 599, 559}) {
+    SimulationResult result = RunSimulation(seed, options);
+    EXPECT_TRUE(result.failures.empty()) << Report(seed, result);
+  }
 }
 
 }  // namespace

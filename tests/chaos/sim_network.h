@@ -15,9 +15,11 @@
 // LostConnectionToNode; events to the dead node are dropped from then on.
 //
 // Test-only fault hooks (SetFault) corrupt exactly one user message on its
-// way, so tests can prove that the oracle notices: drop it, deliver it twice,
-// or swap the payloads of two consecutive user messages to the same port
-// (which the node cannot reorder back, since their sequence numbers stay).
+// way, so tests can prove that the oracle notices: drop it; deliver its
+// payload twice (copied over the next message to the same port, so the node
+// sees fresh sequence numbers and cannot absorb it); or swap the payloads of
+// two consecutive user messages to the same port (which the node cannot put
+// back in order, since their sequence numbers stay).
 //
 // Every AcceptEvent result is checked: a violation, a decoding failure or an
 // event the codec refuses is recorded in failures().
@@ -84,6 +86,9 @@ class SimNetwork {
   // Delivers one event from a randomly chosen non-empty link. False when
   // every link is empty.
   bool DeliverOne();
+  // Delivers the front event of link from→to (scripted tests); false if
+  // that link is empty.
+  bool DeliverFrom(int from, int to);
   // Delivers until every link is empty or `limit` events went (a guard
   // against a protocol livelock, reported as a failure).
   void DrainAll(size_t limit = 10'000'000);
@@ -98,6 +103,9 @@ class SimNetwork {
   void SetFault(FaultKind kind) { fault_ = kind; }
   void ArmFault() { fault_armed_ = true; }
   bool fault_applied() const { return fault_applied_; }
+
+  // Print every delivery to stderr.
+  void set_trace(bool trace) { trace_ = trace; }
 
   // Events delivered so far.
   uint64_t delivered() const { return delivered_; }
@@ -141,6 +149,7 @@ class SimNetwork {
   bool fault_armed_ = false;
   bool fault_applied_ = false;
   uint64_t delivered_ = 0;
+  bool trace_ = false;
   std::vector<std::string> failures_;
 };
 
