@@ -39,9 +39,8 @@ Result<ReceivedMessage> ReceiveFromPeer(int socket_fd,
         "pid %d uid %u",
         message.credentials.pid, message.credentials.uid, peer.pid, peer.uid));
   }
-  auto exited = PidfdHasExited(peer.pidfd.get());
-  if (exited.ok() && *exited)
-    return PeerClosedError("peer process exited during the handshake");
+  // A peer that exits right after sending (a refusal, say) still said it:
+  // the message is handled; its death is the Router's business.
   return message;
 }
 
