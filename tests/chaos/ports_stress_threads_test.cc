@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/base/deadline.h"
 #include "core/base/log.h"
 #include "core/base/mutex.h"
 #include "core/base/str_format.h"
@@ -467,6 +468,107 @@ TEST(PortsStressThreadsTest, SendReadMoveAndCloseFromManyThreads) {
       << net.at(1).node().GetStats().ports;
   EXPECT_EQ(net.violations.load(), 0);
   EXPECT_EQ(net.decode_failures.load(), 0);
+}
+
+// One thread writes and another reads each route at the same time (the
+// port's lock is contended by two users plus the delivery threads); the
+// writer closes when done and the reader must see every message, in order,
+// then peer_closed.
+TEST(PortsStressThreadsTest, WriterAndReaderOfOneRouteOnDifferentThreads) {
+  constexpr int kRoutes = 3;
+  StressNetwork net;
+  uint64_t per_route = testing::Scaled(30000, 3000);
+  std::vector<std::thread> threads;
+  std::vector<std::string> failures[2 * kRoutes];
+  for (int r = 0; r < kRoutes; ++r) {
+    // Route 0 is local to node 0; the others span the nodes both ways.
+    EndRef writer, reader;
+    writer.node = r == 0 ? 0 : r % 2;
+    reader.node = r == 0 ? 0 : 1 - writer.node;
+    Node& wn = net.at(writer.node).node();
+    Node& rn = net.at(reader.node).node();
+    if (r == 0) {
+      ASSERT_EQ(wn.CreatePortPair(&writer.port, &reader.port), OK);
+    } else {
+      ASSERT_EQ(wn.CreateUninitializedPort(&writer.port), OK);
+      ASSERT_EQ(rn.CreateUninitializedPort(&reader.port), OK);
+      ASSERT_EQ(wn.InitializePort(
+                    writer.port, net.at(reader.node).name(), reader.port.name(),
+                    net.at(reader.node).name(), reader.port.name()),
+                OK);
+      ASSERT_EQ(rn.InitializePort(
+                    reader.port, net.at(writer.node).name(), writer.port.name(),
+                    net.at(writer.node).name(), writer.port.name()),
+                OK);
+    }
+    threads.emplace_back([&net, writer, per_route, r, &failures] {
+      Node& node = net.at(writer.node).node();
+      for (uint64_t seq = 1; seq <= per_route; ++seq) {
+        auto message = std::make_unique<UserMessageEvent>(0);
+        Payload payload{static_cast<uint32_t>(r), 0, seq};
+        message->message().Assign(std::span<const uint8_t>(
+            reinterpret_cast<const uint8_t*>(&payload), sizeof(payload)));
+        int rv = node.SendUserMessage(writer.port, std::move(message));
+        if (rv != OK) {
+          failures[2 * r].push_back(
+              StrFormat("route %d: send: %s", r, ErrorCodeName(rv)));
+          break;
+        }
+      }
+      node.ClosePort(writer.port);
+    });
+    threads.emplace_back([&net, reader, per_route, r, &failures] {
+      Node& node = net.at(reader.node).node();
+      uint64_t expected = 1;
+      Deadline deadline = Deadline::In(kWaitTimeout);
+      for (;;) {
+        std::unique_ptr<UserMessageEvent> message;
+        int rv = node.GetMessage(reader.port, &message, nullptr);
+        if (rv == ERROR_PORT_PEER_CLOSED)
+          break;
+        if (rv != OK || deadline.Expired()) {
+          failures[2 * r + 1].push_back(
+              StrFormat("route %d: read: %s after %llu", r, ErrorCodeName(rv),
+                        static_cast<unsigned long long>(expected - 1)));
+          break;
+        }
+        if (message == nullptr) {
+          std::this_thread::yield();
+          continue;
+        }
+        Payload payload{};
+        if (message->message().size() == sizeof(payload))
+          std::memcpy(&payload, message->message().data(), sizeof(payload));
+        if (payload.seq != expected) {
+          failures[2 * r + 1].push_back(
+              StrFormat("route %d: seq %llu, expected %llu", r,
+                        static_cast<unsigned long long>(payload.seq),
+                        static_cast<unsigned long long>(expected)));
+          break;
+        }
+        ++expected;
+      }
+      if (expected - 1 != per_route) {
+        failures[2 * r + 1].push_back(
+            StrFormat("route %d: peer_closed after %llu of %llu", r,
+                      static_cast<unsigned long long>(expected - 1),
+                      static_cast<unsigned long long>(per_route)));
+      }
+      node.ClosePort(reader.port);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  for (const auto& list : failures) {
+    for (const std::string& f : list)
+      ADD_FAILURE() << f;
+  }
+  auto clean = [&] {
+    return net.Idle() && net.at(0).node().CanShutdownCleanly() &&
+           net.at(1).node().CanShutdownCleanly() && net.Idle();
+  };
+  EXPECT_TRUE(testing::WaitFor(clean, kWaitTimeout));
+  EXPECT_EQ(net.violations.load(), 0);
 }
 
 }  // namespace
