@@ -35,27 +35,35 @@ inline constexpr size_t kMaxFramePayload = shm::kDefaultRingCapacity / 4 -
 // short timeout and re-check (notifications may be spurious or coalesced).
 class PortWaiter {
  public:
-  explicit PortWaiter(Process& process) {
-    process.SetPortStatusObserver([this](const ports::PortRef&) { Notify(); });
+  // The state is shared with the observer, which the io thread may still be
+  // running when the waiter (or the Process) goes away.
+  explicit PortWaiter(Process& process) : state_(std::make_shared<State>()) {
+    process.SetPortStatusObserver(
+        [state = state_](const ports::PortRef&) { state->Notify(); });
   }
-  void Notify() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++generation_;
-    cv_.notify_all();
-  }
+  void Notify() { state_->Notify(); }
   uint64_t generation() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return generation_;
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->generation;
   }
   void WaitChange(uint64_t seen, std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return generation_ != seen; });
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->cv.wait_for(lock, timeout,
+                        [&] { return state_->generation != seen; });
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t generation_ = 0;
+  struct State {
+    void Notify() {
+      std::lock_guard<std::mutex> lock(mu);
+      ++generation;
+      cv.notify_all();
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    uint64_t generation = 0;
+  };
+  std::shared_ptr<State> state_;
 };
 
 // The next message on `port`: the message, kPeerClosed once the peer closed
