@@ -35,14 +35,39 @@ std::string SelfPath() {
                : std::string("chaos_ports_simulation_test");
 }
 
-std::string ReplayCommand(uint64_t seed) {
+// The command that replays `seed` with `options` through ReplaySeed (which
+// reads the options back from the same variables).
+std::string ReplayCommand(uint64_t seed, const SimulationOptions& options) {
+  SimulationOptions defaults;
+  std::string env;
+  if (options.num_ops != defaults.num_ops)
+    env += StrFormat("SHMPORTS_SIM_OPS=%d ", options.num_ops);
+  if (options.max_removals != defaults.max_removals)
+    env += StrFormat("SHMPORTS_SIM_REMOVALS=%d ", options.max_removals);
+  if (options.num_nodes != defaults.num_nodes)
+    env += StrFormat("SHMPORTS_SIM_NODES=%d ", options.num_nodes);
+  if (options.ack_requests)
+    env += "SHMPORTS_SIM_ACKS=1 ";
+  if (options.strict_lost_node)
+    env += "SHMPORTS_SIM_STRICT=1 ";
+  std::string note;
+  if (options.fault != FaultKind::kNone || !options.allow_close) {
+    note =
+        " (this run also had a fault or no closes, which ReplaySeed does "
+        "not set: rerun its own test)";
+  }
   return StrFormat(
-      "replay: SHMPORTS_TEST_SEED=%llu %s "
-      "--gtest_filter=PortsSimulationTest.ReplaySeed",
-      static_cast<unsigned long long>(seed), SelfPath().c_str());
+             "replay: %sSHMPORTS_TEST_SEED=%llu %s "
+             "--gtest_filter=PortsSimulationTest.ReplaySeed "
+             "(SHMPORTS_SIM_TRACE=1 prints every operation and delivery)",
+             env.c_str(), static_cast<unsigned long long>(seed),
+             SelfPath().c_str()) +
+         note;
 }
 
-std::string Report(uint64_t seed, const SimulationResult& result) {
+std::string Report(uint64_t seed,
+                   const SimulationResult& result,
+                   const SimulationOptions& options) {
   std::string text = StrFormat(
       "seed %llu: %zu failure(s) after %llu ops (%llu sent, %llu read, %llu "
       "ports moved, %llu merges, %llu removals, %llu events)\n",
@@ -56,7 +81,7 @@ std::string Report(uint64_t seed, const SimulationResult& result) {
       static_cast<unsigned long long>(result.events_delivered));
   for (const std::string& f : result.failures)
     text += "  " + f + "\n";
-  return text + "  " + ReplayCommand(seed);
+  return text + "  " + ReplayCommand(seed, options);
 }
 
 uint64_t EnvU64(const char* name, uint64_t fallback) {
@@ -103,7 +128,7 @@ TEST(PortsSimulationTest, SeedRange) {
     total.events_delivered += result.events_delivered;
     total.tolerated_leftovers += result.tolerated_leftovers;
     if (!result.failures.empty()) {
-      ADD_FAILURE() << Report(seed, result);
+      ADD_FAILURE() << Report(seed, result, options);
       if (++failed >= 5)
         break;
     }
@@ -129,7 +154,7 @@ TEST(PortsSimulationTest, FreshSeeds) {
   for (int i = 0; i < 10; ++i) {
     uint64_t seed = RandomU64();
     SimulationResult result = RunSimulation(seed, options);
-    ASSERT_TRUE(result.failures.empty()) << Report(seed, result);
+    ASSERT_TRUE(result.failures.empty()) << Report(seed, result, options);
   }
 }
 
@@ -147,7 +172,7 @@ TEST(PortsSimulationTest, ReplaySeed) {
   const char* trace = getenv("SHMPORTS_SIM_TRACE");
   options.trace = trace != nullptr && *trace == '1';
   SimulationResult result = RunSimulation(seed, options);
-  EXPECT_TRUE(result.failures.empty()) << Report(seed, result);
+  EXPECT_TRUE(result.failures.empty()) << Report(seed, result, options);
 }
 
 // A tool, not a check: runs seeds SHMPORTS_SIM_FIRST..SHMPORTS_SIM_LAST with
@@ -190,7 +215,8 @@ TEST(PortsSimulationTest, LongRunsWithRemovals) {
   uint64_t count = ::shmports::testing::Scaled(20, 4);
   for (uint64_t seed = 1; seed <= count; ++seed) {
     SimulationResult result = RunSimulation(seed * 7919, options);
-    EXPECT_TRUE(result.failures.empty()) << Report(seed * 7919, result);
+    EXPECT_TRUE(result.failures.empty())
+        << Report(seed * 7919, result, options);
   }
 }
 
@@ -207,7 +233,7 @@ void ExpectFaultCaught(FaultKind fault) {
   int applied = 0;
   for (uint64_t seed = 1; seed <= 40 && applied < 5; ++seed) {
     SimulationResult honest = RunSimulation(seed, options);
-    ASSERT_TRUE(honest.failures.empty()) << Report(seed, honest);
+    ASSERT_TRUE(honest.failures.empty()) << Report(seed, honest, options);
     options.fault = fault;
     SimulationResult faulty = RunSimulation(seed, options);
     options.fault = FaultKind::kNone;
@@ -358,7 +384,7 @@ TEST(PortsSimulationKnownBugs, DISABLED_StrictChecksAfterNodeLoss) {
   options.strict_lost_node = true;
   for (uint64_t seed : {135, 599, 559}) {
     SimulationResult result = RunSimulation(seed, options);
-    EXPECT_TRUE(result.failures.empty()) << Report(seed, result);
+    EXPECT_TRUE(result.failures.empty()) << Report(seed, result, options);
   }
 }
 
