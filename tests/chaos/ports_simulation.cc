@@ -746,6 +746,8 @@ void Simulation::FinalPhase() {
                      stats.proxies, stats.zombies));
     }
   }
+  if (options_.leak_one_port && !live_.empty())
+    RemoveLive(live_.back());
   while (!live_.empty()) {
     int id = live_.back();
     int rv = NodeOf(id).ClosePort(ends_[id].ref);

@@ -65,6 +65,9 @@ struct SimulationOptions {
   // Off by default while the lost-node bugs in PortsSimulationKnownBugs are
   // open; the other checks stay on in every run.
   bool strict_lost_node = false;
+  // Test hook: at quiescence leave one open port unclosed, to prove the
+  // leak check notices.
+  bool leak_one_port = false;
   // Print every operation to stderr (for replaying one seed).
   bool trace = false;
 };

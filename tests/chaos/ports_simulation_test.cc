@@ -262,6 +262,53 @@ TEST(PortsSimulationTest, OracleCatchesReorderedMessages) {
   ExpectFaultCaught(FaultKind::kSwapUserMessagePayloads);
 }
 
+// The quiescence check: a port the user forgot is reported.
+TEST(PortsSimulationTest, QuiescenceCheckCatchesALeakedPort) {
+  QuietLogs quiet;
+  SimulationOptions options;
+  options.num_ops = 300;
+  options.max_removals = 0;
+  options.leak_one_port = true;
+  int caught = 0;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SimulationResult result = RunSimulation(seed, options);
+    for (const std::string& f : result.failures) {
+      if (f.find("at quiescence") != std::string::npos) {
+        ++caught;
+        break;
+      }
+    }
+  }
+  EXPECT_EQ(caught, 5);
+}
+
+// The violation check: an event no honest node sends is reported by the
+// network, whose failures every simulation run includes.
+TEST(PortsSimulationTest, NetworkReportsAViolation) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(2, &rng);
+  PortRef a, b;
+  ASSERT_EQ(net.node(1).CreatePortPair(&a, &b), OK);
+  // A MergePort to a port nobody allowed to merge.
+  PortDescriptor descriptor;
+  descriptor.peer_node_name = net.name(0);
+  descriptor.peer_port_name = GenerateRandomPortName();
+  descriptor.referring_node_name = net.name(0);
+  descriptor.referring_port_name = GenerateRandomPortName();
+  descriptor.next_sequence_num_to_send = 1;
+  descriptor.next_sequence_num_to_receive = 1;
+  MergePortEvent forged(a.name(), kInvalidPortName, kInvalidSequenceNum,
+                        GenerateRandomPortName(), descriptor);
+  net.InjectEvent(0, 1, forged);
+  net.DrainAll();
+  ASSERT_EQ(net.failures().size(), 1u);
+  EXPECT_NE(net.failures()[0].find("violation"), std::string::npos)
+      << net.failures()[0];
+  EXPECT_EQ(net.node(1).ClosePort(a), OK);
+  EXPECT_EQ(net.node(1).ClosePort(b), OK);
+}
+
 // ---------------------------------------------------------------------------
 // Protocol bugs the simulation found, each minimised to a scripted sequence
 // on SimNetwork (deliveries chosen by hand). They belong to core/ports;

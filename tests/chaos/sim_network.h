@@ -98,6 +98,12 @@ class SimNetwork {
   // allocated, unreachable, until the network is destroyed.
   void RemoveNode(int index);
 
+  // Queues `event` on link from→to as if node `from` had forwarded it (a
+  // test hook for events no honest node sends).
+  void InjectEvent(int from, int to, const Event& event) {
+    Enqueue(from, to, event);
+  }
+
   // Arms a one-shot fault on the first eligible user message (no attached
   // ports) delivered once `armed` is set by ArmFault().
   void SetFault(FaultKind kind) { fault_ = kind; }
