@@ -245,6 +245,27 @@ TEST_P(ProcessThreadsTest, FullRingOverflowsAndDrainsInOrder) {
   EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
 }
 
+TEST_P(ProcessThreadsTest, PeerGoneWithOverflowPendingIsCleanedUp) {
+  ProcessOptions small;
+  small.connection.outbound_ring.capacity = shm::kMinRingCapacity;
+  ASSERT_NO_FATAL_FAILURE(Join(small, small));
+  std::vector<uint8_t> payload(shm::kMinRingCapacity / 4 - 64, 0x5A);
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(testing::SendBytes(a_->node(), a_port_, payload), ports::OK);
+  b_waiter_.reset();
+  b_.reset();
+  EXPECT_TRUE(WaitFor([&] {
+    ports::PortStatus s;
+    return a_->node().GetStatus(a_port_, &s) == ports::OK && s.peer_closed;
+  }));
+  EXPECT_TRUE(WaitFor([&] { return a_->GetStats().router.links.empty(); }));
+  // Sends after the loss go nowhere and change nothing.
+  EXPECT_EQ(testing::SendBytes(a_->node(), a_port_, payload),
+            ports::ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_TRUE(WaitFor([&] { return a_->node().GetStats().ports == 0; }));
+}
+
 TEST_P(ProcessThreadsTest, InviteeClaimingAnotherNameIsRefused) {
   auto pair = CreateCredentialedSocketPair();
   ASSERT_TRUE(pair.ok());
