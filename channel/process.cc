@@ -70,6 +70,8 @@ Result<Process::Accepted> Process::AcceptConnection(
   auto connection =
       Connection::Accept(std::move(socket), on_name, options.connection);
   if (!connection.ok()) {
+    if (bootstrap.is_valid())
+      (void)p->node_->ClosePort(bootstrap);
     if (connection.status().code() == StatusCode::kPeerClosed)
       p->router_->RecordHandshakeDeath();
     return std::move(connection).TakeStatus();
