@@ -27,6 +27,14 @@
 //    every surviving node has no port, proxy or zombie left
 //    (Node::GetStats) and CanShutdownCleanly().
 //
+// Determinism: the seed decides every operation and every delivery, and
+// node names are fixed. Port names come from the CSPRNG, though, and a few
+// node paths emit several events in hash-map order (LostConnectionToNode,
+// closing ports carried in messages), so two runs of one seed can differ in
+// rare details; a failure found so far has always replayed. Replay and
+// exploration knobs (tests/chaos/ports_simulation_test.cc): SHMPORTS_TEST_SEED,
+// SHMPORTS_SIM_OPS, _NODES, _REMOVALS, _ACKS, _STRICT, _TRACE.
+//
 // Not thread-safe; one object per run.
 #ifndef SHMPORTS_TESTS_CHAOS_PORTS_SIMULATION_H_
 #define SHMPORTS_TESTS_CHAOS_PORTS_SIMULATION_H_
