@@ -668,6 +668,7 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
                                    const PortName& port_name) {
   std::vector<PortRef> ports_to_notify;
   std::vector<PortName> dead_proxies_to_broadcast;
+  std::vector<PortName> zombies_to_erase;
   std::vector<std::unique_ptr<UserMessageEvent>> undelivered_messages;
   std::vector<Port::PendingMessage> pending_messages;
   std::vector<std::pair<NodeName, ScopedEvent>> closure_events;
@@ -716,9 +717,16 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
         port->TakePendingMessages(&pending_messages);
         port->control_message_queue.clear();
         port->send_on_proxy_removal.reset();
+        // A zombie waits for its predecessor's answer; a predecessor on the
+        // lost node will never give one.
+        if (!port_name.is_valid() && port->prev_node_name == node_name) {
+          zombies_to_erase.push_back(local_port_ref.name());
+        }
       }
     }
   }
+  for (const PortName& zombie : zombies_to_erase)
+    ErasePort(zombie);
   for (auto& [node, event] : closure_events) {
     delegate_->ForwardEvent(node, std::move(event));
   }
