@@ -416,11 +416,48 @@ TEST(PortsSimulationKnownBugs,
   EXPECT_TRUE(net.failures().empty());
 }
 
+// Written while chasing seed 559's leak, which turned out to be elsewhere
+// (still unminimised, see DISABLED_StrictChecksAfterNodeLoss). q on A, whose
+// peer p is on node L, is merged into b's route on B just as L dies, and B
+// hears of the death before A's MergePort arrives: b's old peer bp must see
+// peer_closed and nothing may be left behind.
+TEST(PortsSimulationTest, MergeRacingThePeerNodesLossClosesTheRoute) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(3, &rng);
+  const int kA = 0, kB = 1, kL = 2;
+  PortRef q, p, b, bp;
+  ASSERT_EQ(net.node(kA).CreateUninitializedPort(&q), OK);
+  ASSERT_EQ(net.node(kL).CreateUninitializedPort(&p), OK);
+  ASSERT_EQ(net.node(kA).InitializePort(q, net.name(kL), p.name(), net.name(kL),
+                                        p.name()),
+            OK);
+  ASSERT_EQ(net.node(kL).InitializePort(p, net.name(kA), q.name(), net.name(kA),
+                                        q.name()),
+            OK);
+  ASSERT_EQ(net.node(kB).CreatePortPair(&b, &bp), OK);
+  ASSERT_EQ(net.node(kB).AllowPortMerge(b, net.name(kA)), OK);
+  ASSERT_EQ(net.node(kA).MergePorts(q, net.name(kB), b.name()), OK);
+  net.RemoveNode(kL);
+  ASSERT_TRUE(net.DeliverFrom(kL, kB));  // B: LostConnectionToNode(L).
+  net.DrainAll();
+  std::unique_ptr<UserMessageEvent> none;
+  EXPECT_EQ(net.node(kB).GetMessage(bp, &none, nullptr),
+            ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(net.node(kB).ClosePort(bp), OK);
+  net.DrainAll();
+  EXPECT_EQ(net.node(kA).GetStats().ports, 0u);
+  EXPECT_EQ(net.node(kB).GetStats().ports, 0u);
+  EXPECT_TRUE(net.failures().empty());
+}
+
 // The seeded runs with every lost-node check on. Seeds that fail today:
 //   135 (zombie above), 599 (an end received after its peer's proxy died
 //   never sees peer_closed: the dead-proxy broadcast passed while the end
-//   was itself in transit), 559 (receiving ports left on a survivor after
-//   closing every port), all with SHMPORTS_SIM_OPS=60 SHMPORTS_SIM_NODES=3;
+//   was itself in transit; not minimised), 559 (a receiving port and
+//   proxies left on the survivors after closing every port, in a run with
+//   three merges, one just after the loss; not minimised), all with
+//   SHMPORTS_SIM_OPS=60 SHMPORTS_SIM_NODES=3;
 //   about 5% of the default seeds (1000 ops) fail one of these.
 // Replay one with SHMPORTS_SIM_STRICT=1 SHMPORTS_SIM_TRACE=1 and ReplaySeed.
 TEST(PortsSimulationKnownBugs, DISABLED_StrictChecksAfterNodeLoss) {

@@ -127,6 +127,8 @@ bool SimNetwork::DeliverFrom(int from, int to) {
   links_[from][to].pop_front();
   ++delivered_;
   if (packet.lost_connection) {
+    if (trace_)
+      fprintf(stderr, "  deliver LostConnectionToNode(%d) to %d\n", from, to);
     if (nodes_[to]->node->LostConnectionToNode(nodes_[from]->name) != OK)
       Fail(StrFormat("node %d: LostConnectionToNode(%d) failed", to, from));
     return true;
