@@ -11,7 +11,7 @@ import sys
 build = sys.argv[1]
 tests = json.loads(subprocess.check_output(["meson", "introspect", "--tests", build]))
 chosen = [t for t in tests
-          if "threads" in t.get("suite", []) or t["name"].endswith("_threads")]
+          if "shmports:threads" in t.get("suite", []) or t["name"].endswith("_threads")]
 targets = sorted({os.path.relpath(t["cmd"][0], os.path.abspath(build)) for t in chosen})
 print(" ".join(targets))
 print(" ".join(t["name"] for t in chosen))
