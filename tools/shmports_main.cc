@@ -1,15 +1,15 @@
 // The shmports command line: one binary, one subcommand per job, each with
 // --help and --json.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "tools/demo.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"shmports: Mojo-style ports between processes over shared memory"};
+  CLI::App app{
+      "shmports: Mojo-style ports between processes over shared memory"};
   app.require_subcommand(1);
 
   bool json = false;
@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (demo->parsed()) return shmports::tools::RunDemo(json);
+  if (demo->parsed())
+    return shmports::tools::RunDemo(json);
   return 0;
 }

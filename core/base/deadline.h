@@ -26,10 +26,12 @@ class Deadline {
 
   // Time left, clamped at zero; nanoseconds::max() when infinite.
   std::chrono::nanoseconds Remaining() const {
-    if (is_infinite()) return std::chrono::nanoseconds::max();
+    if (is_infinite())
+      return std::chrono::nanoseconds::max();
     auto left = when_ - Clock::now();
-    return left.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(left)
-                            : std::chrono::nanoseconds(0);
+    return left.count() > 0
+               ? std::chrono::duration_cast<std::chrono::nanoseconds>(left)
+               : std::chrono::nanoseconds(0);
   }
 
   // Absolute CLOCK_MONOTONIC timespec (steady_clock is CLOCK_MONOTONIC on

@@ -47,7 +47,8 @@ void Emit(LogSeverity severity, const std::string& line) {
 }
 
 bool IsPowerOfTen(uint64_t n) {
-  while (n >= 10 && n % 10 == 0) n /= 10;
+  while (n >= 10 && n % 10 == 0)
+    n /= 10;
   return n == 1;
 }
 
@@ -65,22 +66,28 @@ const char* LogSeverityName(LogSeverity severity) {
   return "?";
 }
 
-void LogMessage(LogSeverity severity, const char* file, int line,
+void LogMessage(LogSeverity severity,
+                const char* file,
+                int line,
                 std::string_view message) {
-  Emit(severity, StrFormat("[shmports %s %d %s:%d] %.*s",
-                           LogSeverityName(severity), static_cast<int>(getpid()),
-                           BaseName(file), line,
-                           static_cast<int>(message.size()), message.data()));
+  Emit(severity,
+       StrFormat("[shmports %s %d %s:%d] %.*s", LogSeverityName(severity),
+                 static_cast<int>(getpid()), BaseName(file), line,
+                 static_cast<int>(message.size()), message.data()));
 }
 
-uint64_t LogRepeated(std::string_view key, LogSeverity severity,
-                     const char* file, int line, std::string_view message) {
+uint64_t LogRepeated(std::string_view key,
+                     LogSeverity severity,
+                     const char* file,
+                     int line,
+                     std::string_view message) {
   uint64_t count;
   {
     LogState& s = State();
     MutexLock lock(&s.mu);
     auto it = s.counts.find(key);
-    if (it == s.counts.end()) it = s.counts.emplace(std::string(key), 0).first;
+    if (it == s.counts.end())
+      it = s.counts.emplace(std::string(key), 0).first;
     count = ++it->second;
   }
   if (count == 1) {

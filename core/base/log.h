@@ -23,13 +23,18 @@ enum class LogSeverity { kInfo, kWarning, kError };
 const char* LogSeverityName(LogSeverity severity);
 
 // Writes one line. `file`/`line` name the call site.
-void LogMessage(LogSeverity severity, const char* file, int line,
+void LogMessage(LogSeverity severity,
+                const char* file,
+                int line,
                 std::string_view message);
 
 // Logs under `key` with the rate limit described above. Returns how many
 // times `key` has been seen, including this one.
-uint64_t LogRepeated(std::string_view key, LogSeverity severity,
-                     const char* file, int line, std::string_view message);
+uint64_t LogRepeated(std::string_view key,
+                     LogSeverity severity,
+                     const char* file,
+                     int line,
+                     std::string_view message);
 
 // How many times `key` has been seen by LogRepeated.
 uint64_t RepeatedLogCount(std::string_view key);
@@ -41,13 +46,12 @@ void SetLogSink(LogSink sink);
 
 }  // namespace shmports
 
-#define SHMPORTS_LOG(severity, ...)                                    \
-  ::shmports::LogMessage(::shmports::LogSeverity::severity, __FILE__,  \
+#define SHMPORTS_LOG(severity, ...)                                   \
+  ::shmports::LogMessage(::shmports::LogSeverity::severity, __FILE__, \
                          __LINE__, ::shmports::StrFormat(__VA_ARGS__))
 
-#define SHMPORTS_LOG_REPEATED(key, severity, ...)                      \
-  ::shmports::LogRepeated((key), ::shmports::LogSeverity::severity,    \
-                          __FILE__, __LINE__,                          \
-                          ::shmports::StrFormat(__VA_ARGS__))
+#define SHMPORTS_LOG_REPEATED(key, severity, ...)                             \
+  ::shmports::LogRepeated((key), ::shmports::LogSeverity::severity, __FILE__, \
+                          __LINE__, ::shmports::StrFormat(__VA_ARGS__))
 
 #endif  // SHMPORTS_CORE_BASE_LOG_H_

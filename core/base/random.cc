@@ -31,8 +31,12 @@ NameCache& Cache() {
 
 // Fork handlers: hold the lock across fork so the child never inherits it
 // locked mid-refill, and empty the child's copy.
-void PrepareFork() NO_THREAD_SAFETY_ANALYSIS { Cache().mu.Lock(); }
-void ParentAfterFork() NO_THREAD_SAFETY_ANALYSIS { Cache().mu.Unlock(); }
+void PrepareFork() NO_THREAD_SAFETY_ANALYSIS {
+  Cache().mu.Lock();
+}
+void ParentAfterFork() NO_THREAD_SAFETY_ANALYSIS {
+  Cache().mu.Unlock();
+}
 void ChildAfterFork() NO_THREAD_SAFETY_ANALYSIS {
   NameCache& c = Cache();
   memset(c.bytes, 0, sizeof(c.bytes));
@@ -68,7 +72,8 @@ void RandomBytes(void* out, size_t size) {
   while (size > 0) {
     ssize_t n = getrandom(p, size, 0);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       fprintf(stderr, "shmports: getrandom failed: %s\n", strerror(errno));
       abort();
     }

@@ -31,7 +31,8 @@ const char* StatusCodeName(StatusCode code) {
 }
 
 Status::Status(StatusCode code, std::string_view message) {
-  if (code == StatusCode::kOk) return;
+  if (code == StatusCode::kOk)
+    return;
   rep_ = std::make_unique<Rep>(Rep{code, 0, std::string(message)});
 }
 
@@ -46,12 +47,14 @@ Status& Status::operator=(const Status& other) {
 }
 
 std::string_view Status::message() const {
-  if (!rep_) return {};
+  if (!rep_)
+    return {};
   return std::string_view(rep_->text).substr(rep_->message_offset);
 }
 
 Status& Status::AddContext(std::string_view context) & {
-  if (!rep_ || context.empty()) return *this;
+  if (!rep_ || context.empty())
+    return *this;
   std::string text;
   text.reserve(context.size() + 2 + rep_->text.size());
   text.append(context).append(": ").append(rep_->text);
@@ -71,9 +74,11 @@ const std::string& Status::text() const {
 }
 
 std::string Status::ToString() const {
-  if (!rep_) return "ok";
+  if (!rep_)
+    return "ok";
   std::string out = StatusCodeName(rep_->code);
-  if (!rep_->text.empty()) out.append(": ").append(rep_->text);
+  if (!rep_->text.empty())
+    out.append(": ").append(rep_->text);
   return out;
 }
 

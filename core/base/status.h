@@ -67,7 +67,8 @@ class [[nodiscard]] Status {
   Status& AddContext(std::string_view context) &;
   Status&& WithContext(std::string_view context) &&;
 
-  // "<code name>: <outermost context>: ... : <innermost message>"; "ok" when OK.
+  // "<code name>: <outermost context>: ... : <innermost message>"; "ok" when
+  // OK.
   std::string ToString() const;
 
   // The context chain and message without the code name.
@@ -118,18 +119,21 @@ class [[nodiscard]] Result {
 
   Result(const Result& other)
       : has_value_(other.has_value_), status_(other.status_) {
-    if (has_value_) new (&value_) T(other.value_);
+    if (has_value_)
+      new (&value_) T(other.value_);
   }
   Result(Result&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
       : has_value_(other.has_value_), status_(std::move(other.status_)) {
-    if (has_value_) new (&value_) T(std::move(other.value_));
+    if (has_value_)
+      new (&value_) T(std::move(other.value_));
   }
   Result& operator=(const Result& other) {
     if (this != &other) {
       Reset();
       has_value_ = other.has_value_;
       status_ = other.status_;
-      if (has_value_) new (&value_) T(other.value_);
+      if (has_value_)
+        new (&value_) T(other.value_);
     }
     return *this;
   }
@@ -139,7 +143,8 @@ class [[nodiscard]] Result {
       Reset();
       has_value_ = other.has_value_;
       status_ = std::move(other.status_);
-      if (has_value_) new (&value_) T(std::move(other.value_));
+      if (has_value_)
+        new (&value_) T(std::move(other.value_));
     }
     return *this;
   }
@@ -190,10 +195,11 @@ class [[nodiscard]] Result {
 
 // Returns early from a function returning Status (or Result<T>) when `expr`
 // yields a non-OK Status.
-#define SHMPORTS_RETURN_IF_ERROR(expr)          \
-  do {                                          \
+#define SHMPORTS_RETURN_IF_ERROR(expr)            \
+  do {                                            \
     ::shmports::Status shmports_status_ = (expr); \
-    if (!shmports_status_.ok()) return shmports_status_; \
+    if (!shmports_status_.ok())                   \
+      return shmports_status_;                    \
   } while (0)
 
 #define SHMPORTS_CONCAT_INNER_(a, b) a##b
@@ -201,11 +207,11 @@ class [[nodiscard]] Result {
 
 // `lhs = value of rexpr`, or return its Status. `lhs` may declare a variable:
 //   SHMPORTS_ASSIGN_OR_RETURN(auto seg, Segment::Create(size));
-#define SHMPORTS_ASSIGN_OR_RETURN(lhs, rexpr)                              \
-  auto SHMPORTS_CONCAT_(shmports_result_, __LINE__) = (rexpr);              \
-  if (!SHMPORTS_CONCAT_(shmports_result_, __LINE__).ok())                   \
-    return std::move(SHMPORTS_CONCAT_(shmports_result_, __LINE__))          \
-        .TakeStatus();                                                      \
+#define SHMPORTS_ASSIGN_OR_RETURN(lhs, rexpr)                      \
+  auto SHMPORTS_CONCAT_(shmports_result_, __LINE__) = (rexpr);     \
+  if (!SHMPORTS_CONCAT_(shmports_result_, __LINE__).ok())          \
+    return std::move(SHMPORTS_CONCAT_(shmports_result_, __LINE__)) \
+        .TakeStatus();                                             \
   lhs = std::move(SHMPORTS_CONCAT_(shmports_result_, __LINE__)).value()
 
 #endif  // SHMPORTS_CORE_BASE_STATUS_H_

@@ -12,8 +12,10 @@ std::string StrFormat(const char* format, ...) {
   va_start(args, format);
   int n = vsnprintf(stack_buf, sizeof(stack_buf), format, args);
   va_end(args);
-  if (n < 0) return "<format error>";
-  if (static_cast<size_t>(n) < sizeof(stack_buf)) return std::string(stack_buf, n);
+  if (n < 0)
+    return "<format error>";
+  if (static_cast<size_t>(n) < sizeof(stack_buf))
+    return std::string(stack_buf, n);
   std::string out(static_cast<size_t>(n), '\0');
   va_start(args, format);
   vsnprintf(out.data(), out.size() + 1, format, args);
@@ -30,7 +32,8 @@ std::string HexDump(std::span<const uint8_t> bytes, size_t max_bytes) {
     out.push_back(kDigits[bytes[i] >> 4]);
     out.push_back(kDigits[bytes[i] & 0xf]);
   }
-  if (n < bytes.size()) out.append("…");
+  if (n < bytes.size())
+    out.append("…");
   return out;
 }
 

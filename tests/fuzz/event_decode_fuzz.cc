@@ -15,7 +15,8 @@ using shmports::ports::Event;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto decoded = Event::Deserialize(std::span<const uint8_t>(data, size));
-  if (!decoded.ok()) return 0;
+  if (!decoded.ok())
+    return 0;
   const Event& event = **decoded;
   std::vector<uint8_t> first = event.SerializeToVector();
   if (first.size() != event.GetSerializedSize() || first.size() > size) {

@@ -32,7 +32,8 @@ const NodeName kPeer2(3, 1);
 class LoopbackDelegate : public NodeDelegate {
  public:
   void ForwardEvent(const NodeName& node, ScopedEvent event) override {
-    if (node == kSelf) self_events.push_back(std::move(event));
+    if (node == kSelf)
+      self_events.push_back(std::move(event));
   }
   void BroadcastEvent(ScopedEvent) override {}
   void PortStatusChanged(const PortRef&) override {}
@@ -51,7 +52,8 @@ void Pump(Node* node, LoopbackDelegate* delegate) {
 }
 
 void WriteName(uint8_t* out, const PortName& name) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(name.v1 >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    out[i] = static_cast<uint8_t>(name.v1 >> (8 * i));
   for (int i = 0; i < 8; ++i)
     out[8 + i] = static_cast<uint8_t>(name.v2 >> (8 * i));
 }
@@ -80,7 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint8_t target = data[pos + 1];
     size_t length = data[pos + 2] | (static_cast<size_t>(data[pos + 3]) << 8);
     pos += 4;
-    if (length > size - pos) length = size - pos;
+    if (length > size - pos)
+      length = size - pos;
     record.assign(data + pos, data + pos + length);
     pos += length;
 
@@ -92,7 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     auto event = Event::Deserialize(record);
-    if (!event.ok()) continue;
+    if (!event.ok())
+      continue;
     const NodeName& from =
         sender == 0 ? kPeer1 : (sender == 1 ? kPeer2 : kSelf);
     node.AcceptEvent(from, std::move(*event));
@@ -102,13 +106,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::unique_ptr<UserMessageEvent> message;
     for (const PortRef& p : ports) {
       for (int i = 0; i < 4; ++i) {
-        if (node.GetMessage(p, &message, nullptr) != OK || !message) break;
+        if (node.GetMessage(p, &message, nullptr) != OK || !message)
+          break;
       }
     }
     Pump(&node, &delegate);
   }
 
-  for (const PortRef& p : ports) node.ClosePort(p);
+  for (const PortRef& p : ports)
+    node.ClosePort(p);
   Pump(&node, &delegate);
   node.LostConnectionToNode(kPeer1);
   node.LostConnectionToNode(kPeer2);

@@ -41,15 +41,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (!S_ISDIR(st.st_mode)) {
-      if (!RunFile(arg)) return 1;
+      if (!RunFile(arg))
+        return 1;
       ++inputs;
       continue;
     }
     DIR* dir = opendir(arg.c_str());
-    if (dir == nullptr) return 1;
+    if (dir == nullptr)
+      return 1;
     while (struct dirent* e = readdir(dir)) {
       std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
+      if (name == "." || name == "..")
+        continue;
       if (!RunFile(arg + "/" + name)) {
         closedir(dir);
         return 1;

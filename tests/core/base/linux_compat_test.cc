@@ -12,7 +12,8 @@ namespace {
 
 // Where the system headers do define a value, ours must agree with it.
 TEST(LinuxCompatTest, AgreesWithSystemHeadersWhereTheyHaveTheValue) {
-  EXPECT_EQ(kFutexBitsetMatchAny, static_cast<uint32_t>(FUTEX_BITSET_MATCH_ANY));
+  EXPECT_EQ(kFutexBitsetMatchAny,
+            static_cast<uint32_t>(FUTEX_BITSET_MATCH_ANY));
   EXPECT_EQ(kFutex2Private, static_cast<uint32_t>(FUTEX_PRIVATE_FLAG));
   EXPECT_EQ(kClonePidfd, static_cast<uint64_t>(CLONE_PIDFD));
 #ifdef SYS_pidfd_open
@@ -34,7 +35,8 @@ TEST(LinuxCompatTest, AgreesWithSystemHeadersWhereTheyHaveTheValue) {
 
 TEST(LinuxCompatTest, FutexOpcodesFollowTheLastOpcodeOfSixOne) {
   // Linux 6.1's last opcode is IORING_OP_SENDMSG_ZC (48); 6.7 added 49..53
-  // (READ_MULTISHOT 49, WAITID 50, FUTEX_WAIT 51, FUTEX_WAKE 52, FUTEX_WAITV 53).
+  // (READ_MULTISHOT 49, WAITID 50, FUTEX_WAIT 51, FUTEX_WAKE 52, FUTEX_WAITV
+  // 53).
   EXPECT_EQ(static_cast<int>(IORING_OP_SENDMSG_ZC), 48);
   EXPECT_EQ(kIoringOpFutexWait, 51);
   EXPECT_EQ(kIoringOpFutexWake, 52);

@@ -38,11 +38,13 @@ TEST(MutexTest, ThreadsAddUnderTheLock) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&c] {
-      for (int i = 0; i < 10000; ++i) c.Add();
+      for (int i = 0; i < 10000; ++i)
+        c.Add();
     });
   }
   EXPECT_TRUE(c.WaitFor(40000, Deadline::In(std::chrono::seconds(30))));
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
 }
 
 TEST(MutexTest, WaitUntilTimesOut) {
@@ -55,7 +57,8 @@ TEST(MutexTest, TryLockFailsWhileHeld) {
   MutexLock lock(&mu);
   std::thread t([&mu] {
     bool got = mu.TryLock();
-    if (got) mu.Unlock();
+    if (got)
+      mu.Unlock();
     EXPECT_FALSE(got);
   });
   t.join();

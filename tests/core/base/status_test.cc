@@ -61,7 +61,8 @@ TEST(StatusTest, EveryCodeHasADistinctName) {
 }
 
 Result<int> ParsePositive(int v) {
-  if (v <= 0) return InvalidArgumentError("not positive");
+  if (v <= 0)
+    return InvalidArgumentError("not positive");
   return v;
 }
 
