@@ -138,6 +138,10 @@ void Process::SetPeerLostObserver(Router::PeerLostObserver observer) {
   router_->SetPeerLostObserver(std::move(observer));
 }
 
+void Process::PostToIoThreadForTesting(Reactor::Task task) {
+  reactor_->Post(std::move(task));
+}
+
 ProcessStats Process::GetStats() {
   ProcessStats stats;
   stats.name = node_->name();

@@ -99,6 +99,10 @@ class Process {
 
   ProcessStats GetStats();
 
+  // Runs `task` on the io thread; while it runs the io thread serves nothing
+  // else, which is how tests hold back a receiver deterministically.
+  void PostToIoThreadForTesting(Reactor::Task task);
+
  private:
   explicit Process(const ProcessOptions& options);
   Status Start();

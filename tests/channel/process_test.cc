@@ -9,7 +9,10 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -227,12 +230,41 @@ TEST_P(ProcessThreadsTest, FullRingOverflowsAndDrainsInOrder) {
   SCOPED_TRACE(SeedTrace(seed));
   const size_t max_payload = shm::kMinRingCapacity / 4 - 64;
   const uint64_t n = Scaled(3000, 300);
-  // No pacing: the ring fills at once and the rest waits in the overflow
-  // queue, which the space wake drains.
+  // The receiver's io thread is held until the sender has queued events
+  // beyond the ring; then the space wake drains the overflow queue.
+  std::mutex hold_mutex;
+  std::condition_variable hold_cv;
+  bool held = false;
+  bool release = false;
+  b_->PostToIoThreadForTesting([&] {
+    std::unique_lock<std::mutex> lock(hold_mutex);
+    held = true;
+    hold_cv.notify_all();
+    hold_cv.wait(lock, [&] { return release; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(hold_mutex);
+    ASSERT_TRUE(hold_cv.wait_for(lock, std::chrono::seconds(20),
+                                 [&] { return held; }));
+  }
+  auto release_receiver = [&] {
+    std::lock_guard<std::mutex> lock(hold_mutex);
+    release = true;
+    hold_cv.notify_all();
+  };
   for (uint64_t i = 0; i < n; ++i) {
     auto payload = testing::MakePayload(seed, i, max_payload);
-    ASSERT_EQ(testing::SendBytes(a_->node(), a_port_, payload), ports::OK);
+    const int rv = testing::SendBytes(a_->node(), a_port_, payload);
+    if (rv != ports::OK)
+      release_receiver();
+    ASSERT_EQ(rv, ports::OK);
   }
+  const bool overflowed = WaitFor([&] {
+    ProcessStats s = a_->GetStats();
+    return s.router.links.size() == 1 && s.router.links[0].overflow_depth > 0;
+  });
+  release_receiver();
+  EXPECT_TRUE(overflowed);
   auto read =
       ReadPattern(b_->node(), *b_waiter_, b_port_, seed, n, max_payload);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
