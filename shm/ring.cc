@@ -388,9 +388,32 @@ void Ring::SetProducerWaiting(bool waiting) {
     // announces after that must set it again. seq_cst: the Dekker pair with
     // PublishHead (see WaitForSpace).
     Shared(control_->producer_waiting).store(1, std::memory_order_seq_cst);
-  } else if (--space_waiters_ == 0) {
+  } else if (space_waiters_ > 0 && --space_waiters_ == 0) {
+    // (An unmatched CancelSpaceWait is ignored rather than wrapping the
+    // count below zero.)
     Shared(control_->producer_waiting).store(0, std::memory_order_relaxed);
   }
+}
+
+uint32_t Ring::AnnounceSpaceWait() {
+  // Pairs with the release increment in PublishHead. Loaded before the
+  // announcement, so a wake racing with it changes the word.
+  uint32_t seq = Shared(control_->space_futex).load(std::memory_order_acquire);
+  SetProducerWaiting(true);
+  return seq;
+}
+
+void Ring::CancelSpaceWait() {
+  SetProducerWaiting(false);
+}
+
+Result<bool> Ring::HasSpace(uint32_t length) {
+  if (length > max_frame_) {
+    return InvalidArgumentError(
+        StrFormat("frame of %u bytes exceeds the largest frame %u of this ring",
+                  length, max_frame_));
+  }
+  return SpaceAvailable(length);
 }
 
 Status Ring::WaitForSpace(uint32_t length, Deadline deadline) {
@@ -407,24 +430,20 @@ Status Ring::WaitForSpace(uint32_t length, Deadline deadline) {
       return UnavailableError(StrFormat(
           "no space for a %u-byte frame before the deadline", length));
     }
-    // Pairs with the release increment in PublishHead. Loaded before the
-    // announcement, so a wake racing with it changes the word.
-    uint32_t seq =
-        Shared(control_->space_futex).load(std::memory_order_acquire);
-    SetProducerWaiting(true);
+    uint32_t seq = AnnounceSpaceWait();
     // The flag store (seq_cst) precedes the seq_cst head load in the
     // re-check; PublishHead stores head then loads the flag, both seq_cst.
     // Either it sees us waiting, or we see its new head.
     auto again = SpaceAvailable(length);
     if (!again.ok() || *again) {
-      SetProducerWaiting(false);
+      CancelSpaceWait();
       if (!again.ok())
         return std::move(again).TakeStatus();
       return Status::Ok();
     }
     counters_.producer_sleeps.fetch_add(1, std::memory_order_relaxed);
     FutexWait(&control_->space_futex, seq, deadline);
-    SetProducerWaiting(false);
+    CancelSpaceWait();
   }
 }
 

@@ -239,6 +239,35 @@ class Ring {
   void AnnounceSleep();
   void CancelSleep();
 
+  // The producer's mirror of the above, for a producer that waits for space
+  // in an io_uring FUTEX_WAIT on space_futex_word() instead of blocking in
+  // WaitForSpace (channel/'s overflow queue). Any producer thread. Protocol:
+  //
+  //   uint32_t expected = ring.AnnounceSpaceWait();
+  //   if (<retry: Reserve succeeds, or HasSpace(n) is true, or an error>) {
+  //     ring.CancelSpaceWait();            // Not waiting after all.
+  //   } else {
+  //     // Arm FUTEX_WAIT(space_futex_word(), expected). When it completes
+  //     // (woken, or the word had already changed), or is cancelled:
+  //     ring.CancelSpaceWait();            // Then retry.
+  //   }
+  //
+  // AnnounceSpaceWait loads the space futex counter (acquire) before it sets
+  // the shared `producer_waiting` flag (seq_cst), so a consumer that frees
+  // space after the announcement either is seen by the retry (its seq_cst
+  // `head` store precedes our seq_cst `head` load) or sees the flag and
+  // increments the counter, and a FUTEX_WAIT armed with `expected` returns at
+  // once. Announcements nest with WaitForSpace's: the shared flag is cleared
+  // only when the last waiter of this process cancels. Every
+  // AnnounceSpaceWait must be matched by exactly one CancelSpaceWait.
+  uint32_t AnnounceSpaceWait() EXCLUDES(wait_mu_);
+  void CancelSpaceWait() EXCLUDES(wait_mu_);
+
+  // Whether a frame of `length` payload bytes fits now (re-reading `head` if
+  // the cached value says no), or kCorrupt / kInvalidArgument. The re-check
+  // of the protocol above. Any producer thread; takes the producer mutex.
+  Result<bool> HasSpace(uint32_t length) EXCLUDES(producer_mu_);
+
   RingStats stats() const;
 
  private:

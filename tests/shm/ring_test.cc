@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "shm/futex.h"
 #include "shm/segment.h"
 #include "tests/shm/flood_frames.h"
 #include "tests/util/test_util.h"
@@ -397,6 +400,63 @@ TEST_F(RingTest, WaitForSpaceTimesOutOnAFullRing) {
   EXPECT_EQ(control()->producer_waiting, 0u);
   DrainLengths();
   EXPECT_TRUE(producer_->WaitForSpace(8, Deadline::Now()).ok());
+}
+
+TEST_F(RingTest, AnnouncedSpaceWaitIsWokenByTheNextDrain) {
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(Write(1016).ok());
+  uint32_t expected = producer_->AnnounceSpaceWait();
+  EXPECT_EQ(control()->producer_waiting, 1u);
+  auto fits = producer_->HasSpace(8);
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  EXPECT_FALSE(*fits);
+  DrainLengths();
+  // The drain claimed the wake and changed the word, so a FUTEX_WAIT armed
+  // with `expected` now returns at once.
+  EXPECT_EQ(consumer_->stats().space_wakes_issued, 1u);
+  EXPECT_EQ(control()->producer_waiting, 0u);
+  EXPECT_NE(*producer_->space_futex_word(), expected);
+  EXPECT_EQ(FutexWait(producer_->space_futex_word(), expected,
+                      Deadline::In(std::chrono::seconds(10))),
+            EAGAIN);
+  producer_->CancelSpaceWait();
+  EXPECT_EQ(control()->producer_waiting, 0u);
+  fits = producer_->HasSpace(8);
+  ASSERT_TRUE(fits.ok());
+  EXPECT_TRUE(*fits);
+}
+
+TEST_F(RingTest, CancelledSpaceWaitCostsTheConsumerNoWake) {
+  ASSERT_TRUE(Write(8).ok());
+  producer_->AnnounceSpaceWait();
+  producer_->CancelSpaceWait();
+  EXPECT_EQ(control()->producer_waiting, 0u);
+  DrainLengths();
+  EXPECT_EQ(consumer_->stats().space_wakes_issued, 0u);
+  EXPECT_EQ(consumer_->stats().space_wakes_avoided, 1u);
+  // An unmatched cancel is harmless.
+  producer_->CancelSpaceWait();
+  EXPECT_EQ(control()->producer_waiting, 0u);
+}
+
+TEST_F(RingTest, SpaceWaitAnnouncementsNest) {
+  producer_->AnnounceSpaceWait();
+  producer_->AnnounceSpaceWait();
+  producer_->CancelSpaceWait();
+  // One waiter is still announced: the flag stays up.
+  EXPECT_EQ(control()->producer_waiting, 1u);
+  producer_->CancelSpaceWait();
+  EXPECT_EQ(control()->producer_waiting, 0u);
+}
+
+TEST_F(RingTest, HasSpaceChecksTheLengthAndTheConsumer) {
+  EXPECT_EQ(producer_->HasSpace(kCap).status().code(),
+            StatusCode::kInvalidArgument);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(Write(1016).ok());
+  // A head ahead of the published tail: the consumer broke a rule.
+  control()->head = 2 * kCap;
+  EXPECT_EQ(producer_->HasSpace(8).status().code(), StatusCode::kCorrupt);
 }
 
 // ---- Hostile producer: the consumer's checks ----

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "shm/futex.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 #include "tests/shm/flood_frames.h"
@@ -17,8 +20,11 @@ namespace shmports::shm {
 namespace {
 
 using ::shmports::testing::ConsumeFlood;
+using ::shmports::testing::FillFloodFrame;
 using ::shmports::testing::FloodChecker;
+using ::shmports::testing::FloodFrameSize;
 using ::shmports::testing::FloodOptions;
+using ::shmports::testing::kFloodKind;
 using ::shmports::testing::ProduceFlood;
 using ::shmports::testing::Scaled;
 using ::shmports::testing::SeedTrace;
@@ -153,6 +159,72 @@ TEST(RingThreadsTest, BlockedProducerIsWokenWhenSpaceIsFreed) {
   EXPECT_TRUE(consumed.ok()) << consumed.ToString();
   EXPECT_GT(pair.producer->stats().producer_sleeps, 0u);
   EXPECT_GT(pair.consumer->stats().space_wakes_issued, 0u);
+}
+
+// The producer waits for space the way channel/'s io thread does: announce,
+// re-check, then a FUTEX_WAIT on the space word with the announced value (an
+// io_uring FUTEX_WAIT in channel/), never WaitForSpace. A lost wake-up fails
+// by the wait's deadline.
+TEST(RingThreadsTest, AnnouncedSpaceWaitIsNeverLost) {
+  uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  RingPair pair(kMinRingCapacity);
+  const uint64_t frames = Scaled(50'000, 5'000);
+  constexpr uint32_t kMaxSize = 1024;
+  Status produced;
+  uint64_t sleeps = 0;
+  std::thread producer([&] {
+    std::vector<uint8_t> frame;
+    for (uint64_t i = 0; i < frames && produced.ok();) {
+      uint32_t length = FloodFrameSize(seed, i, kMaxSize);
+      frame.resize(length);
+      FillFloodFrame(seed, i, frame);
+      produced = pair.producer->Write(kFloodKind, frame);
+      if (produced.ok()) {
+        ++i;
+        continue;
+      }
+      if (produced.code() != StatusCode::kUnavailable)
+        break;
+      produced = Status::Ok();
+      uint32_t expected = pair.producer->AnnounceSpaceWait();
+      auto fits = pair.producer->HasSpace(length);
+      if (!fits.ok() || *fits) {
+        pair.producer->CancelSpaceWait();
+        if (!fits.ok())
+          produced = fits.status();
+        continue;
+      }
+      ++sleeps;
+      Deadline deadline = Deadline::In(std::chrono::seconds(10));
+      int err =
+          FutexWait(pair.producer->space_futex_word(), expected, deadline);
+      pair.producer->CancelSpaceWait();
+      if (err == ETIMEDOUT)
+        produced = UnavailableError("space wake-up lost");
+    }
+  });
+  FloodChecker checker(seed, kMaxSize);
+  Status consumed;
+  while (checker.next() < frames && consumed.ok() && checker.ok()) {
+    auto n = pair.consumer->Drain(
+        [&](const FrameView& f) { checker.Check(f.kind, f.payload); }, 3);
+    if (!n.ok()) {
+      consumed = n.status();
+    } else if (*n == 0) {
+      consumed =
+          pair.consumer->WaitForData(Deadline::In(std::chrono::seconds(10)));
+    }
+  }
+  producer.join();
+  EXPECT_TRUE(checker.ok()) << checker.error();
+  EXPECT_TRUE(produced.ok()) << produced.ToString();
+  EXPECT_TRUE(consumed.ok()) << consumed.ToString();
+  EXPECT_EQ(checker.next(), frames);
+  std::printf("producer sleeps %llu, space wakes issued %llu\n",
+              static_cast<unsigned long long>(sleeps),
+              static_cast<unsigned long long>(
+                  pair.consumer->stats().space_wakes_issued));
 }
 
 TEST(RingThreadsTest, SeveralProducerThreadsKeepTheirOwnOrder) {
