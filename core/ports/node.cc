@@ -817,12 +817,21 @@ AcceptResult Node::OnUserMessageReadAckRequest(
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
     peer_node_name = port->peer_node_name;
-    if (port->state == Port::kProxying) {
+    if (port->state == Port::kProxying || port->state == Port::kBuffering) {
+      // A buffering port has already pointed its peer at its own new
+      // incarnation, so it cannot answer for the route: like a proxy it
+      // passes the request on, and the new port (which carries the read
+      // position) answers it once the port is accepted.
       event->set_port_name(port->peer_port_name);
       event->set_from_port(port_ref.name());
       event->set_control_sequence_num(
           port->next_control_sequence_num_to_send++);
-      event_to_send = std::move(event);
+      if (port->state == Port::kBuffering) {
+        port->control_message_queue.emplace_back(peer_node_name,
+                                                 std::move(event));
+      } else {
+        event_to_send = std::move(event);
+      }
     } else if (port->state != Port::kClosed) {
       uint64_t requested = event->sequence_num_to_acknowledge();
       uint64_t current = port->message_queue.next_sequence_num() - 1;
@@ -830,10 +839,6 @@ AcceptResult Node::OnUserMessageReadAckRequest(
         event_to_send = std::make_unique<UserMessageReadAckEvent>(
             port->peer_port_name, port_ref.name(),
             port->next_control_sequence_num_to_send++, current);
-        if (port->state == Port::kBuffering) {
-          port->control_message_queue.emplace_back(peer_node_name,
-                                                   std::move(event_to_send));
-        }
         // A late request must not lower a pending future one.
         if (current > port->sequence_num_to_acknowledge) {
           port->sequence_num_to_acknowledge = current;

@@ -62,11 +62,9 @@ struct SimulationOptions {
   int max_live_ends = 48;
   // One fault for SimNetwork to inject, armed after num_ops / 4 operations.
   FaultKind fault = FaultKind::kNone;
-  // SetAcknowledgeRequestInterval on new pairs. Off by default while the
-  // bug in PortsSimulationKnownBugs.DISABLED_ReadAckRequestAtBufferingPort...
-  // is open (an honest ReadAck is judged a violation); SHMPORTS_SIM_ACKS=1
-  // turns it on.
-  bool ack_requests = false;
+  // SetAcknowledgeRequestInterval on a quarter of the new pairs
+  // (SHMPORTS_SIM_ACKS=0 turns it off).
+  bool ack_requests = true;
   // After a node removal, also require that no port, proxy or zombie is
   // left on the survivors at quiescence and that every end whose peer was
   // lost sees peer_closed.

@@ -46,8 +46,8 @@ std::string ReplayCommand(uint64_t seed, const SimulationOptions& options) {
     env += StrFormat("SHMPORTS_SIM_REMOVALS=%d ", options.max_removals);
   if (options.num_nodes != defaults.num_nodes)
     env += StrFormat("SHMPORTS_SIM_NODES=%d ", options.num_nodes);
-  if (options.ack_requests)
-    env += "SHMPORTS_SIM_ACKS=1 ";
+  if (!options.ack_requests)
+    env += "SHMPORTS_SIM_ACKS=0 ";
   if (options.strict_lost_node)
     env += "SHMPORTS_SIM_STRICT=1 ";
   std::string note;
@@ -167,7 +167,7 @@ TEST(PortsSimulationTest, ReplaySeed) {
   options.num_ops = static_cast<int>(EnvU64("SHMPORTS_SIM_OPS", 2000));
   options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
   options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
-  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 0) != 0;
+  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 1) != 0;
   options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
   const char* trace = getenv("SHMPORTS_SIM_TRACE");
   options.trace = trace != nullptr && *trace == '1';
@@ -186,7 +186,7 @@ TEST(PortsSimulationTest, DISABLED_Explore) {
   options.num_ops = static_cast<int>(EnvU64("SHMPORTS_SIM_OPS", 2000));
   options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
   options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
-  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 0) != 0;
+  options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 1) != 0;
   options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
   uint64_t failed = 0;
   uint64_t first = EnvU64("SHMPORTS_SIM_FIRST", 1);
@@ -323,16 +323,15 @@ std::unique_ptr<UserMessageEvent> TextMessage(std::string_view text,
 }
 
 // Found by seed 297 with SHMPORTS_SIM_REMOVALS=0. A port that is being sent
-// away (kBuffering) answers a UserMessageReadAckRequest with a ReadAck
+// away (kBuffering) answered a UserMessageReadAckRequest with a ReadAck
 // addressed to port->peer_port_name — which ConvertToProxy has already
 // pointed at the port's own new location on the other node, not at the
-// route's peer. The new port then receives an ack for messages it never sent
-// and AcceptEvent calls the honest sender a violator ("read ack for a message
-// never sent"); the requester never gets its ack.
-// Expected: no violation; the ack reaches x (or the request is forwarded to
-// y's new port, which answers it).
-TEST(PortsSimulationKnownBugs,
-     DISABLED_ReadAckRequestAtBufferingPortIsAnsweredToItsOwnSuccessor) {
+// route's peer. The new port then received an ack for messages it never sent
+// and AcceptEvent called the honest sender a violator ("read ack for a
+// message never sent"). Now the buffering port passes the request on, like a
+// proxy, and y's new port answers it: no violation.
+TEST(PortsSimulationTest,
+     ReadAckRequestAtBufferingPortIsAnsweredByItsSuccessor) {
   SimRandom rng(1);
   SimNetwork net(2, &rng);
   Node& n0 = net.node(0);
