@@ -17,10 +17,19 @@ namespace shmports::channel {
 // One whole serialised ports::Event (Event::Serialize) in the payload;
 // flags 0.
 inline constexpr uint16_t kEventFrameKind = shm::kFirstChannelKind;
-// Reserved for issue 7: one fragment of an event larger than a frame.
+// One fragment of an event larger than the ring's largest frame; payload
+// layout and stream rules in channel/fragment.h. Flags 0.
 inline constexpr uint16_t kEventFragmentFrameKind = shm::kFirstChannelKind + 1;
+// The last frame a peer writes before it closes the link on purpose
+// (Process::Shutdown): empty payload, flags 0. The receiver delivers every
+// frame before it, then treats the link as closed (not as a death). Any frame
+// after it, a payload or flags, or a goodbye inside a fragment stream is a
+// protocol violation.
+inline constexpr uint16_t kGoodbyeFrameKind = shm::kFirstChannelKind + 2;
 
 static_assert(kEventFrameKind == 16);
+static_assert(kEventFragmentFrameKind == 17);
+static_assert(kGoodbyeFrameKind == 18);
 
 }  // namespace shmports::channel
 
