@@ -619,6 +619,32 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
       matching.emplace_back(name, port);
   }
   for (const PortRef& port_ref : matching) {
+    // Events a surviving successor already sent us wait in the early-event
+    // buffer for the lost hop's UpdatePreviousPeer, which may have had its
+    // number but never left that node. Nothing else can fill that gap: let
+    // the successor's stream in now, in its order, so every message it
+    // committed is delivered. A gap in the user sequence (messages the lost
+    // hop never forwarded) then ends the readable prefix, and the port
+    // reports peer_closed below.
+    bool prev_lost = false;
+    for (;;) {
+      bool adopted = false;
+      {
+        SinglePortLocker locker(&port_ref);
+        Port* port = locker.port();
+        if (port->prev_node_name != node_name || port->state == Port::kClosed ||
+            port->state == Port::kUninitialized) {
+          break;
+        }
+        prev_lost = true;
+        adopted = port->AdoptBufferedSenderAfterLoss(node_name);
+      }
+      if (!adopted)
+        break;
+      FinishEventAndDrain(port_ref, /*increment_first=*/false);
+    }
+    if (!prev_lost)
+      continue;
     ScopedEvent closure_event;
     NodeName closure_target;
     bool notify = false;
@@ -626,8 +652,7 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
     {
       SinglePortLocker locker(&port_ref);
       Port* port = locker.port();
-      if (port->prev_node_name != node_name ||
-          port->peer_node_name == node_name || port->peer_closed ||
+      if (port->peer_node_name == node_name || port->peer_closed ||
           port->state == Port::kClosed || port->state == Port::kUninitialized) {
         continue;
       }

@@ -52,6 +52,25 @@ void Port::NextEvent(NodeName* from_node, ScopedEvent* event) {
   buffered_event_bytes_ -= (*event)->GetSerializedSize();
 }
 
+bool Port::AdoptBufferedSenderAfterLoss(const NodeName& lost_node) {
+  const SenderKey* chosen = nullptr;
+  for (const auto& [key, queue] : control_event_queues_) {
+    if (queue.empty() || queue.begin()->first != kInitialSequenceNum)
+      continue;
+    if (key.first == prev_node_name && key.second == prev_port_name)
+      continue;
+    if (chosen == nullptr ||
+        (chosen->first == lost_node && key.first != lost_node))
+      chosen = &key;
+  }
+  if (chosen == nullptr)
+    return false;
+  prev_node_name = chosen->first;
+  prev_port_name = chosen->second;
+  next_control_sequence_num_to_receive = kInitialSequenceNum;
+  return true;
+}
+
 void Port::TakePendingMessages(std::vector<PendingMessage>* messages) {
   for (auto& [key, queue] : control_event_queues_) {
     for (auto& [seq, entry] : queue) {

@@ -72,6 +72,13 @@ class Port {
   // Pops the buffered event that is next from the current previous peer, if
   // any.
   void NextEvent(NodeName* from_node, ScopedEvent* event);
+  // The previous peer's node is lost, so the events it still owed (an
+  // UpdatePreviousPeer whose number was taken but which was never
+  // published) will never come. If a buffered stream from another sender
+  // starts at kInitialSequenceNum — the successor the lost hop would have
+  // named — makes it the previous peer and returns true; the caller then
+  // drains it. Streams from nodes other than `lost_node` are preferred.
+  bool AdoptBufferedSenderAfterLoss(const NodeName& lost_node);
   // A buffered user message that was never handled, with its sender.
   using PendingMessage = std::pair<NodeName, std::unique_ptr<UserMessageEvent>>;
   // Takes out every buffered user message (the ports they carry must still

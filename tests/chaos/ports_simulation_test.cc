@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/base/log.h"
 #include "core/base/random.h"
@@ -367,6 +368,84 @@ TEST(PortsSimulationTest,
   while (net.DeliverFrom(0, 0)) {
   }
   net.DrainAll();
+  EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
+}
+
+// Issue 6's data-loss race. Port r0 on L (route to y on S) is sent to C and
+// becomes a proxy there; y learns of the bypass, points at the new port R on
+// C and sends "2" straight to it. R buffers "2" until the proxy's
+// UpdatePreviousPeer says y is its new previous peer — but L took that
+// event's number and died before publishing it. Nothing can ever fill that
+// gap, so LostConnectionToNode(L) must let y's stream in: R reads "1" (via
+// the proxy) and "2" (from y), then peer_closed. Before the fix "2" stayed
+// in the early-event buffer and R saw peer_closed after "1".
+TEST(PortsSimulationTest,
+     SuccessorStreamIsReleasedWhenTheLostHopOwedItsHandover) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(3, &rng);
+  const int kS = 0, kL = 1, kC = 2;
+  Node& s = net.node(kS);
+  Node& l = net.node(kL);
+  Node& c = net.node(kC);
+  auto span = [&](int a, int b, PortRef* on_a, PortRef* on_b) {
+    ASSERT_EQ(net.node(a).CreateUninitializedPort(on_a), OK);
+    ASSERT_EQ(net.node(b).CreateUninitializedPort(on_b), OK);
+    ASSERT_EQ(net.node(a).InitializePort(*on_a, net.name(b), on_b->name(),
+                                         net.name(b), on_b->name()),
+              OK);
+    ASSERT_EQ(net.node(b).InitializePort(*on_b, net.name(a), on_a->name(),
+                                         net.name(a), on_a->name()),
+              OK);
+  };
+  PortRef y, r0, cl, cc;
+  span(kS, kL, &y, &r0);
+  span(kL, kC, &cl, &cc);
+  auto carrier = TextMessage("carry r0", 1);
+  carrier->ports()[0] = r0.name();
+  ASSERT_EQ(l.SendUserMessage(cl, std::move(carrier)), OK);
+  ASSERT_EQ(s.SendUserMessage(y, TextMessage("1")), OK);
+  ASSERT_TRUE(net.DeliverFrom(kL, kC));  // The carrier: C adopts R.
+  ASSERT_TRUE(net.DeliverFrom(kL, kS));  // y: UpdatePreviousPeer.
+  ASSERT_TRUE(net.DeliverFrom(kS, kL));  // "1" reaches the buffering proxy.
+  ASSERT_TRUE(net.DeliverFrom(kC, kL));  // PortAccepted: "1", ObserveProxy.
+  while (net.DeliverFrom(kL, kC)) {
+  }
+  ASSERT_TRUE(net.DeliverFrom(kC, kS));  // y bypasses the proxy.
+  ASSERT_EQ(s.SendUserMessage(y, TextMessage("2")), OK);
+  ASSERT_TRUE(net.DeliverFrom(kS, kC));   // "2" waits at R for its turn.
+  ASSERT_TRUE(net.DeliverFrom(kS, kL));   // ObserveProxyAck: proxy goes.
+  ASSERT_EQ(net.pending_on(kL, kC), 1u);  // Its UpdatePreviousPeer to R...
+  ASSERT_TRUE(net.DropNewest(kL, kC));    // ...never leaves L.
+  net.RemoveNode(kL);
+  ASSERT_TRUE(net.DeliverFrom(kL, kC));  // C: LostConnectionToNode(L).
+  net.DrainAll();
+
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(c.GetMessage(cc, &message, nullptr), OK);
+  ASSERT_TRUE(message);
+  ASSERT_EQ(message->num_ports(), 1u);
+  PortRef r;
+  ASSERT_EQ(c.GetPort(message->ports()[0], &r), OK);
+  std::vector<std::string> read;
+  int rv = OK;
+  for (int i = 0; i < 4; ++i) {
+    rv = c.GetMessage(r, &message, nullptr);
+    if (rv != OK || !message)
+      break;
+    read.emplace_back(message->message().AsStringView());
+  }
+  EXPECT_EQ(read, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(rv, ERROR_PORT_PEER_CLOSED);
+
+  EXPECT_EQ(c.ClosePort(r), OK);
+  EXPECT_EQ(c.ClosePort(cc), OK);
+  net.DrainAll();
+  EXPECT_EQ(s.GetMessage(y, &message, nullptr), ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(s.ClosePort(y), OK);
+  net.DrainAll();
+  EXPECT_EQ(s.GetStats().ports, 0u);
+  EXPECT_EQ(c.GetStats().ports, 0u);
   EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
 }
 

@@ -225,6 +225,14 @@ bool SimNetwork::MaybeApplyFault(int from, int to, ScopedEvent* event) {
   return false;
 }
 
+bool SimNetwork::DropNewest(int from, int to) {
+  auto& link = links_[from][to];
+  if (link.empty() || link.back().lost_connection)
+    return false;
+  link.pop_back();
+  return true;
+}
+
 void SimNetwork::RemoveNode(int index) {
   SimNode* dead = nodes_[index].get();
   if (!dead->alive)

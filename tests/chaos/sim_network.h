@@ -104,6 +104,12 @@ class SimNetwork {
     Enqueue(from, to, event);
   }
 
+  // Drops the newest event queued on link from→to, as if node `from` had
+  // taken its sequence number but died before publishing it (a test hook
+  // for the lost-node races). False if that link is empty.
+  bool DropNewest(int from, int to);
+  // Events queued on link from→to.
+  size_t pending_on(int from, int to) const { return links_[from][to].size(); }
   // Arms a one-shot fault on the first eligible user message (no attached
   // ports) delivered once `armed` is set by ArmFault().
   void SetFault(FaultKind kind) { fault_ = kind; }
