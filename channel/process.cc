@@ -34,7 +34,7 @@ Process::~Process() {
 
 Status Process::Start() {
   SHMPORTS_ASSIGN_OR_RETURN(reactor_, Reactor::Create(options_.reactor));
-  router_ = std::make_unique<Router>(reactor_.get());
+  router_ = std::make_unique<Router>(reactor_.get(), options_.router);
   Reactor* reactor = reactor_.get();
   io_thread_ = std::thread([reactor] { reactor->Run(); });
   return Status::Ok();
@@ -140,6 +140,14 @@ void Process::SetPeerLostObserver(Router::PeerLostObserver observer) {
 
 void Process::PostToIoThreadForTesting(Reactor::Task task) {
   reactor_->Post(std::move(task));
+}
+
+Status Process::Shutdown(Deadline deadline) {
+  if (reactor_->IsIoThread()) {
+    return FailedPreconditionError(
+        "Process::Shutdown waits for the io thread; it may not run on it");
+  }
+  return router_->SendGoodbyes(deadline);
 }
 
 ProcessStats Process::GetStats() {

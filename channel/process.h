@@ -39,6 +39,7 @@
 #include "channel/reactor.h"
 #include "channel/router.h"
 #include "channel/scoped_fd.h"
+#include "core/base/deadline.h"
 #include "core/base/status.h"
 #include "core/ports/node.h"
 #include "core/ports/port_ref.h"
@@ -47,6 +48,7 @@ namespace shmports::channel {
 
 struct ProcessOptions {
   ConnectionOptions connection;
+  RouterOptions router;  // Largest message, per-peer overflow budget.
   ports::NodeOptions node;
   ReactorOptions reactor;
 };
@@ -98,6 +100,16 @@ class Process {
   void SetPeerLostObserver(Router::PeerLostObserver observer);
 
   ProcessStats GetStats();
+
+  // Closes every link on purpose: writes a goodbye behind everything queued
+  // for each peer and waits until it is in the ring (or `deadline` passes:
+  // kUnavailable naming the peers still behind). Each peer delivers what
+  // came before the goodbye, then sees the link closed (peer_closed on the
+  // routes through us) without counting a death. Events forwarded afterwards
+  // are dropped and counted; the Process stays usable only for reading and
+  // destruction. Close the ports first so their closure events travel
+  // ahead of the goodbye. Not on the io thread (kFailedPrecondition).
+  Status Shutdown(Deadline deadline = Deadline::In(std::chrono::seconds(1)));
 
   // Runs `task` on the io thread; while it runs the io thread serves nothing
   // else, which is how tests hold back a receiver deterministically.

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -41,22 +42,40 @@ uint64_t RingFill(const shm::RingControl* control, uint64_t capacity) {
 
 }  // namespace
 
+// One entry of a link's overflow queue: a serialised event not yet (wholly)
+// in the ring, or a goodbye.
+struct Router::Pending {
+  uint16_t kind = kEventFrameKind;  // Or kEventFragmentFrameKind, kGoodbye.
+  std::vector<uint8_t> bytes;
+  size_t offset = 0;  // Fragment streams: bytes already in the ring.
+
+  uint64_t remaining() const { return bytes.size() - offset; }
+};
+
 struct Router::Link {
-  explicit Link(std::unique_ptr<Connection> c)
-      : conn(std::move(c)), peer(conn->peer_name()) {}
+  Link(std::unique_ptr<Connection> c, uint64_t max_message_bytes)
+      : conn(std::move(c)),
+        peer(conn->peer_name()),
+        assembler(max_message_bytes) {}
 
   const std::unique_ptr<Connection> conn;
   const ports::NodeName peer;
 
   // Taken before the outbound ring's producer mutex.
   Mutex mu;
-  std::deque<std::vector<uint8_t>> overflow GUARDED_BY(mu);
+  std::deque<Pending> overflow GUARDED_BY(mu);
+  uint64_t overflow_bytes GUARDED_BY(mu) = 0;
   bool closed GUARDED_BY(mu) = false;
+  // SendGoodbyes queued our goodbye: nothing may follow it.
+  bool goodbye_sent GUARDED_BY(mu) = false;
   // A ServiceOverflow is posted or a space wait armed.
   bool space_service_pending GUARDED_BY(mu) = false;
 
   // io thread only.
   bool dead = false;
+  bool goodbye_received = false;
+  bool space_wait_announced = false;
+  FragmentAssembler assembler;
   Reactor::Token data_token = Reactor::kInvalidToken;
   Reactor::Token space_token = Reactor::kInvalidToken;
   Reactor::Token pidfd_token = Reactor::kInvalidToken;
@@ -68,11 +87,18 @@ struct Router::Link {
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> events_ignored{0};
   std::atomic<uint64_t> events_too_large{0};
+  std::atomic<uint64_t> events_after_goodbye{0};
   std::atomic<uint64_t> overflow_depth{0};
   std::atomic<uint64_t> overflow_high_water{0};
+  std::atomic<uint64_t> overflow_bytes_now{0};
+  std::atomic<uint64_t> overflow_bytes_high_water{0};
+  std::atomic<uint64_t> fragments_sent{0};
+  std::atomic<uint64_t> fragments_received{0};
+  std::atomic<uint64_t> reassembly_bytes{0};
 };
 
-Router::Router(Reactor* reactor) : reactor_(reactor) {}
+Router::Router(Reactor* reactor, const RouterOptions& options)
+    : reactor_(reactor), options_(options) {}
 
 Router::~Router() = default;
 
@@ -81,7 +107,8 @@ void Router::SetNode(ports::Node* node) {
 }
 
 Status Router::AddConnection(std::unique_ptr<Connection> connection) {
-  auto link = std::make_shared<Link>(std::move(connection));
+  auto link =
+      std::make_shared<Link>(std::move(connection), options_.max_message_bytes);
   {
     MutexLock lock(&links_mu_);
     if (links_.count(link->peer) != 0) {
@@ -160,60 +187,219 @@ void Router::PortStatusChanged(const ports::PortRef& port) {
 void Router::SendOnLink(const LinkPtr& link, const ports::Event& event) {
   const size_t size = event.GetSerializedSize();
   shm::Ring& ring = link->conn->outbound_ring();
-  if (size > ring.max_frame()) {
+  if (size > options_.max_message_bytes) {
     Bump(link->events_too_large);
     SHMPORTS_LOG_REPEATED(
         "router-event-too-large", kError,
-        "event of %zu bytes to node %s exceeds the largest frame (%u bytes); "
-        "dropped (fragments are not implemented yet)",
-        size, link->peer.ToString().c_str(), ring.max_frame());
+        "event of %zu bytes to node %s exceeds the largest message (%llu "
+        "bytes); dropped",
+        size, link->peer.ToString().c_str(),
+        static_cast<unsigned long long>(options_.max_message_bytes));
     return;
   }
   Status error;
   bool schedule_overflow = false;
+  bool over_budget = false;
   {
     MutexLock lock(&link->mu);
     if (link->closed)
       return;
-    if (link->overflow.empty()) {
-      std::span<uint8_t> out;
-      if (ring.Reserve(static_cast<uint32_t>(size), kEventFrameKind, 0, &out,
-                       &error)) {
-        Status serialized = event.Serialize(out);
-        if (!serialized.ok()) {
-          ring.Abandon();
-          SHMPORTS_LOG(kError, "serialise event to node %s: %s",
-                       link->peer.ToString().c_str(),
-                       serialized.ToString().c_str());
-          return;
-        }
-        error = ring.Commit();
-        Bump(link->messages_sent);
-        Bump(link->bytes_sent, size);
-        if (error.ok())
-          return;
-      }
+    if (link->goodbye_sent) {
+      Bump(link->events_after_goodbye);
+      return;
     }
-    if (error.ok()) {
+    Pending pending;
+    bool written = false;
+    if (size <= ring.max_frame()) {
+      if (link->overflow.empty()) {
+        std::span<uint8_t> out;
+        if (ring.Reserve(static_cast<uint32_t>(size), kEventFrameKind, 0, &out,
+                         &error)) {
+          Status serialized = event.Serialize(out);
+          if (!serialized.ok()) {
+            ring.Abandon();
+            SHMPORTS_LOG(kError, "serialise event to node %s: %s",
+                         link->peer.ToString().c_str(),
+                         serialized.ToString().c_str());
+            return;
+          }
+          error = ring.Commit();
+          Bump(link->messages_sent);
+          Bump(link->bytes_sent, size);
+          written = true;
+        }
+      }
+      if (!written && error.ok())
+        pending.bytes = event.SerializeToVector();
+    } else {
+      // Too big for one frame: serialise once, then copy fragment by
+      // fragment into the ring (Event::Serialize writes one span at once).
+      pending.kind = kEventFragmentFrameKind;
+      pending.bytes = event.SerializeToVector();
+      if (link->overflow.empty())
+        written = WriteLocked(*link, pending, &error);
+    }
+    if (!written && error.ok()) {
       // Full, or earlier events wait: keep the link's FIFO order.
-      link->overflow.push_back(event.SerializeToVector());
-      uint64_t depth = link->overflow.size();
-      link->overflow_depth.store(depth, std::memory_order_relaxed);
-      if (depth > Relaxed(link->overflow_high_water))
-        link->overflow_high_water.store(depth, std::memory_order_relaxed);
-      if (!link->space_service_pending) {
+      if (!EnqueueLocked(*link, std::move(pending))) {
+        over_budget = true;
+      } else if (!link->space_service_pending) {
         link->space_service_pending = true;
         schedule_overflow = true;
       }
     }
   }
-  if (!error.ok()) {
+  if (over_budget) {
+    Bump(budget_rejections_);
+    reactor_->Post([this, link] {
+      DropPeer(link,
+               ResourceExhaustedError(StrFormat(
+                   "peer is not draining: its overflow queue would exceed "
+                   "the budget of %llu bytes",
+                   static_cast<unsigned long long>(
+                       options_.overflow_budget_bytes))));
+    });
+  } else if (!error.ok()) {
     reactor_->Post([this, link, error] {
       Status reason = error;
       DropPeer(link, std::move(reason).WithContext("outbound ring"));
     });
   } else if (schedule_overflow) {
     reactor_->Post([this, link] { ServiceOverflow(link); });
+  }
+}
+
+bool Router::EnqueueLocked(Link& link, Pending pending) {
+  const uint64_t remaining = pending.remaining();
+  if (link.overflow_bytes + remaining > options_.overflow_budget_bytes) {
+    // Nothing more goes to this peer: it is dropped on the io thread.
+    link.closed = true;
+    link.overflow.clear();
+    link.overflow_bytes = 0;
+    link.overflow_depth.store(0, std::memory_order_relaxed);
+    link.overflow_bytes_now.store(0, std::memory_order_relaxed);
+    return false;
+  }
+  link.overflow.push_back(std::move(pending));
+  link.overflow_bytes += remaining;
+  uint64_t depth = link.overflow.size();
+  link.overflow_depth.store(depth, std::memory_order_relaxed);
+  if (depth > Relaxed(link.overflow_high_water))
+    link.overflow_high_water.store(depth, std::memory_order_relaxed);
+  link.overflow_bytes_now.store(link.overflow_bytes, std::memory_order_relaxed);
+  if (link.overflow_bytes > Relaxed(link.overflow_bytes_high_water)) {
+    link.overflow_bytes_high_water.store(link.overflow_bytes,
+                                         std::memory_order_relaxed);
+  }
+  return true;
+}
+
+bool Router::WriteLocked(Link& link, Pending& pending, Status* error) {
+  shm::Ring& ring = link.conn->outbound_ring();
+  std::span<uint8_t> out;
+  if (pending.kind != kEventFragmentFrameKind) {
+    const uint32_t length = static_cast<uint32_t>(pending.bytes.size());
+    if (!ring.Reserve(length, pending.kind, 0, &out, error))
+      return false;
+    if (length != 0)
+      std::memcpy(out.data(), pending.bytes.data(), length);
+    *error = ring.Commit();
+    if (pending.kind == kEventFrameKind) {
+      Bump(link.messages_sent);
+      Bump(link.bytes_sent, length);
+    }
+    pending.offset = pending.bytes.size();
+    return true;
+  }
+  const size_t chunk = FragmentDataCapacity(ring.max_frame());
+  const uint64_t total = pending.bytes.size();
+  while (pending.offset < total) {
+    const size_t n = std::min<uint64_t>(chunk, total - pending.offset);
+    if (!ring.Reserve(static_cast<uint32_t>(kFragmentHeaderSize + n),
+                      kEventFragmentFrameKind, 0, &out, error)) {
+      return false;
+    }
+    WriteFragmentHeader(out, FragmentHeader{total, pending.offset});
+    std::memcpy(out.data() + kFragmentHeaderSize,
+                pending.bytes.data() + pending.offset, n);
+    *error = ring.Commit();
+    pending.offset += n;
+    Bump(link.fragments_sent);
+    if (!error->ok())
+      return false;
+  }
+  Bump(link.messages_sent);
+  Bump(link.bytes_sent, total);
+  return true;
+}
+
+void Router::NotifyFlushed() {
+  MutexLock lock(&flush_mu_);
+  ++flush_generation_;
+  flush_cv_.SignalAll();
+}
+
+Status Router::SendGoodbyes(Deadline deadline) {
+  if (reactor_->IsIoThread()) {
+    return FailedPreconditionError(
+        "Router::SendGoodbyes waits for the io thread; not on the io thread");
+  }
+  std::vector<LinkPtr> links;
+  {
+    MutexLock lock(&links_mu_);
+    for (const auto& [name, link] : links_)
+      links.push_back(link);
+  }
+  for (const LinkPtr& link : links) {
+    bool schedule_overflow = false;
+    {
+      MutexLock lock(&link->mu);
+      if (link->closed || link->goodbye_sent)
+        continue;
+      link->goodbye_sent = true;
+      Pending goodbye;
+      goodbye.kind = kGoodbyeFrameKind;
+      Status error;
+      if (link->overflow.empty() && WriteLocked(*link, goodbye, &error))
+        continue;
+      // A goodbye is 0 bytes: it never breaks the budget.
+      (void)EnqueueLocked(*link, std::move(goodbye));
+      if (!link->space_service_pending) {
+        link->space_service_pending = true;
+        schedule_overflow = true;
+      }
+    }
+    if (schedule_overflow)
+      reactor_->Post([this, link] { ServiceOverflow(link); });
+  }
+  for (;;) {
+    uint64_t seen;
+    {
+      MutexLock lock(&flush_mu_);
+      seen = flush_generation_;
+    }
+    std::string behind;
+    for (const LinkPtr& link : links) {
+      MutexLock lock(&link->mu);
+      if (!link->closed && !link->overflow.empty()) {
+        behind +=
+            StrFormat("%s%s (%llu bytes queued)", behind.empty() ? "" : ", ",
+                      link->peer.ToString().c_str(),
+                      static_cast<unsigned long long>(link->overflow_bytes));
+      }
+    }
+    if (behind.empty())
+      return Status::Ok();
+    MutexLock lock(&flush_mu_);
+    while (flush_generation_ == seen) {
+      if (deadline.is_infinite()) {
+        flush_cv_.Wait(&flush_mu_);
+      } else if (!flush_cv_.WaitUntil(&flush_mu_, deadline.when()) &&
+                 flush_generation_ == seen) {
+        return UnavailableError("goodbye not yet in the ring for node(s) " +
+                                behind);
+      }
+    }
   }
 }
 
@@ -243,30 +429,69 @@ void Router::StartLink(const LinkPtr& link) {
 Result<size_t> Router::DrainInbound(const LinkPtr& link, size_t max_frames) {
   ports::Node* node = node_.load(std::memory_order_acquire);
   Status bad;
+  auto deliver = [&](std::span<const uint8_t> bytes) {
+    auto event = ports::Event::Deserialize(bytes);
+    if (!event.ok()) {
+      bad = std::move(event).TakeStatus().WithContext("decode event");
+      return;
+    }
+    Bump(link->messages_received);
+    Bump(link->bytes_received, bytes.size());
+    ports::AcceptResult result =
+        node->AcceptEvent(link->peer, std::move(*event));
+    if (result.ignored()) {
+      Bump(link->events_ignored);
+    } else if (result.violation()) {
+      bad = ProtocolViolationError(
+          StrFormat("event violates the ports protocol: %s",
+                    result.reason ? result.reason : "?"));
+    }
+  };
   auto drained = link->conn->inbound_ring().Drain(
       [&](const shm::FrameView& frame) {
         if (!bad.ok())
           return;
-        if (frame.kind != kEventFrameKind) {
+        if (link->goodbye_received) {
           bad = ProtocolViolationError(
-              StrFormat("frame of unknown kind %u", frame.kind));
+              StrFormat("frame of kind %u after the goodbye", frame.kind));
           return;
         }
-        auto event = ports::Event::Deserialize(frame.payload);
-        if (!event.ok()) {
-          bad = std::move(event).TakeStatus().WithContext("decode event");
-          return;
-        }
-        Bump(link->messages_received);
-        Bump(link->bytes_received, frame.payload.size());
-        ports::AcceptResult result =
-            node->AcceptEvent(link->peer, std::move(*event));
-        if (result.ignored()) {
-          Bump(link->events_ignored);
-        } else if (result.violation()) {
-          bad = ProtocolViolationError(
-              StrFormat("event violates the ports protocol: %s",
-                        result.reason ? result.reason : "?"));
+        switch (frame.kind) {
+          case kEventFrameKind:
+            bad = link->assembler.CheckNoStreamOpen("an event frame");
+            if (bad.ok())
+              deliver(frame.payload);
+            return;
+          case kEventFragmentFrameKind: {
+            auto done = link->assembler.Accept(frame.payload, frame.flags);
+            link->reassembly_bytes.store(link->assembler.charged_bytes(),
+                                         std::memory_order_relaxed);
+            if (!done.ok()) {
+              bad = std::move(done).TakeStatus();
+              return;
+            }
+            Bump(link->fragments_received);
+            if (*done) {
+              std::vector<uint8_t> message = link->assembler.TakeMessage();
+              link->reassembly_bytes.store(0, std::memory_order_relaxed);
+              deliver(message);
+            }
+            return;
+          }
+          case kGoodbyeFrameKind:
+            bad = link->assembler.CheckNoStreamOpen("a goodbye");
+            if (bad.ok() && (!frame.payload.empty() || frame.flags != 0)) {
+              bad = ProtocolViolationError(
+                  StrFormat("goodbye with %zu payload bytes, flags %u",
+                            frame.payload.size(), frame.flags));
+            }
+            if (bad.ok())
+              link->goodbye_received = true;
+            return;
+          default:
+            bad = ProtocolViolationError(
+                StrFormat("frame of unknown kind %u", frame.kind));
+            return;
         }
       },
       max_frames);
@@ -286,6 +511,10 @@ void Router::ServiceInbound(const LinkPtr& link) {
     auto drained = DrainInbound(link, kMaxFramesPerRound);
     if (!drained.ok()) {
       DropPeer(link, std::move(drained).TakeStatus());
+      return;
+    }
+    if (link->goodbye_received) {
+      HandleGoodbye(link);
       return;
     }
     if (*drained >= kMaxFramesPerRound) {
@@ -324,32 +553,31 @@ void Router::ServiceInbound(const LinkPtr& link) {
 }
 
 bool Router::DrainOverflow(const LinkPtr& link) {
-  shm::Ring& ring = link->conn->outbound_ring();
   Status error;
   bool empty = false;
   {
     MutexLock lock(&link->mu);
     while (!link->closed && !link->overflow.empty()) {
-      const std::vector<uint8_t>& bytes = link->overflow.front();
-      std::span<uint8_t> out;
-      if (!ring.Reserve(static_cast<uint32_t>(bytes.size()), kEventFrameKind, 0,
-                        &out, &error)) {
+      Pending& front = link->overflow.front();
+      const uint64_t before = front.remaining();
+      bool done = WriteLocked(*link, front, &error);
+      link->overflow_bytes -= before - front.remaining();
+      if (!done)
         break;
-      }
-      std::memcpy(out.data(), bytes.data(), bytes.size());
-      error = ring.Commit();
-      Bump(link->messages_sent);
-      Bump(link->bytes_sent, bytes.size());
       link->overflow.pop_front();
       if (!error.ok())
         break;
     }
     link->overflow_depth.store(link->overflow.size(),
                                std::memory_order_relaxed);
+    link->overflow_bytes_now.store(link->overflow_bytes,
+                                   std::memory_order_relaxed);
     empty = link->closed || link->overflow.empty();
     if (empty || !error.ok())
       link->space_service_pending = false;
   }
+  if (empty)
+    NotifyFlushed();
   if (!error.ok()) {
     DropPeer(link, std::move(error).WithContext("outbound ring"));
     return true;
@@ -361,32 +589,27 @@ void Router::ServiceOverflow(const LinkPtr& link) {
   link->space_token = Reactor::kInvalidToken;
   if (link->dead || DrainOverflow(link))
     return;
-  // Still full. shm::Ring has no public "producer waiting" announcement for
-  // an io_uring wait (only the blocking WaitForSpace), so this follows
-  // WaitForSpace's protocol on the control page directly: load the space
-  // word (acquire; pairs with the consumer's release increment), set the
-  // flag (seq_cst: the Dekker pair with the consumer's head publication),
-  // re-check by trying again, and only then wait for the word to change.
-  shm::RingControl* control = link->conn->outbound_control();
-  std::atomic_ref<uint32_t> waiting(control->producer_waiting);
-  uint32_t seq = std::atomic_ref<uint32_t>(control->space_futex)
-                     .load(std::memory_order_acquire);
-  waiting.store(1, std::memory_order_seq_cst);
-  if (DrainOverflow(link)) {
-    waiting.store(0, std::memory_order_relaxed);
+  // Still full: shm::Ring's space-wait protocol. Announce (loads the space
+  // counter, then sets the shared flag), retry, and only then arm the
+  // io_uring wait with the loaded value; cancel once woken or not needed.
+  shm::Ring& ring = link->conn->outbound_ring();
+  uint32_t expected = ring.AnnounceSpaceWait();
+  if (DrainOverflow(link) || link->dead) {
+    ring.CancelSpaceWait();
     return;
   }
   auto token = reactor_->WatchFutex(
-      &control->space_futex, seq, [this, link](Result<FutexWake>) {
-        std::atomic_ref<uint32_t>(
-            link->conn->outbound_control()->producer_waiting)
-            .store(0, std::memory_order_relaxed);
+      ring.space_futex_word(), expected, [this, link](Result<FutexWake>) {
+        link->space_wait_announced = false;
+        link->conn->outbound_ring().CancelSpaceWait();
         ServiceOverflow(link);
       });
   if (!token.ok()) {
+    ring.CancelSpaceWait();
     DropPeer(link, std::move(token).TakeStatus().WithContext("space wait"));
     return;
   }
+  link->space_wait_announced = true;
   link->space_token = *token;
 }
 
@@ -438,12 +661,37 @@ void Router::HandleDeath(const LinkPtr& link, const std::string& signal) {
                    drained.status().ToString().c_str());
       break;
     }
+    if (link->goodbye_received) {
+      // It said goodbye before it went: a close, not a death.
+      HandleGoodbye(link);
+      return;
+    }
     if (*drained == 0)
       break;
+  }
+  bool we_said_goodbye;
+  {
+    MutexLock lock(&link->mu);
+    we_said_goodbye = link->goodbye_sent;
+  }
+  if (we_said_goodbye) {
+    // Our goodbye made the peer hang up: the end we asked for.
+    RemoveLink(link,
+               PeerClosedError("link to node " + link->peer.ToString() +
+                               " closed after our goodbye (" + signal + ")"));
+    return;
   }
   Bump(peer_deaths_);
   RemoveLink(link, PeerClosedError("peer node " + link->peer.ToString() +
                                    " is gone (" + signal + ")"));
+}
+
+void Router::HandleGoodbye(const LinkPtr& link) {
+  if (link->dead)
+    return;
+  Bump(goodbyes_received_);
+  RemoveLink(link, PeerClosedError("peer node " + link->peer.ToString() +
+                                   " said goodbye"));
 }
 
 void Router::DropPeer(const LinkPtr& link, Status reason) {
@@ -469,12 +717,19 @@ void Router::RemoveLink(const LinkPtr& link, const Status& reason) {
   reactor_->Cancel(link->space_token);
   reactor_->Cancel(link->pidfd_token);
   reactor_->Cancel(link->socket_token);
+  if (link->space_wait_announced) {
+    link->space_wait_announced = false;
+    link->conn->outbound_ring().CancelSpaceWait();
+  }
   {
     MutexLock lock(&link->mu);
     link->closed = true;
     link->overflow.clear();
+    link->overflow_bytes = 0;
     link->overflow_depth.store(0, std::memory_order_relaxed);
+    link->overflow_bytes_now.store(0, std::memory_order_relaxed);
   }
+  NotifyFlushed();
   {
     MutexLock lock(&links_mu_);
     auto it = links_.find(link->peer);
@@ -513,6 +768,12 @@ RouterStats Router::GetStats() const {
     s.events_too_large = Relaxed(link->events_too_large);
     s.overflow_depth = Relaxed(link->overflow_depth);
     s.overflow_high_water = Relaxed(link->overflow_high_water);
+    s.events_after_goodbye = Relaxed(link->events_after_goodbye);
+    s.overflow_bytes = Relaxed(link->overflow_bytes_now);
+    s.overflow_bytes_high_water = Relaxed(link->overflow_bytes_high_water);
+    s.fragments_sent = Relaxed(link->fragments_sent);
+    s.fragments_received = Relaxed(link->fragments_received);
+    s.reassembly_bytes = Relaxed(link->reassembly_bytes);
     shm::Ring& out = link->conn->outbound_ring();
     shm::Ring& in = link->conn->inbound_ring();
     s.outbound_capacity = out.capacity();
@@ -530,6 +791,8 @@ RouterStats Router::GetStats() const {
   stats.peers_dropped = Relaxed(peers_dropped_);
   stats.local_events = Relaxed(local_events_);
   stats.events_to_unknown_nodes = Relaxed(events_to_unknown_nodes_);
+  stats.budget_rejections = Relaxed(budget_rejections_);
+  stats.goodbyes_received = Relaxed(goodbyes_received_);
   MutexLock lock(&stats_mu_);
   stats.violations = violations_;
   return stats;

@@ -5,17 +5,27 @@
 // Outbound (any thread that calls into the Node): ForwardEvent to a remote
 // node serialises the event straight into the link's outbound ring
 // (Reserve -> Event::Serialize into the span -> Commit; one kEventFrameKind
-// frame, frame_kinds.h). It never blocks on a full ring: the serialised
-// event waits in the link's FIFO overflow queue, later events on that link
-// queue behind it, and the io thread drains the queue when the consumer's
-// space wake arrives. (The queue is not yet bounded, and an event larger than
-// the ring's largest frame is dropped with an error logged; issue 7 adds the
-// byte budget and fragments.) Events to the local node are accepted at once
+// frame, frame_kinds.h). An event larger than the ring's largest frame (up to
+// RouterOptions::max_message_bytes, 64 MiB by default) is serialised once
+// into a buffer and written as consecutive kEventFragmentFrameKind frames
+// (wire format and stream rules in fragment.h); a larger one is dropped,
+// logged and counted (events_too_large): the local caller's fault, not the
+// peer's. ForwardEvent never blocks on a full ring: what does not fit (the
+// event, or the rest of a fragment stream) waits in the link's FIFO overflow
+// queue, later events on that link queue behind it, and the io thread drains
+// the queue when the consumer's space wake arrives (shm::Ring's
+// AnnounceSpaceWait protocol). The queue is bounded per peer by
+// RouterOptions::overflow_budget_bytes: a peer that lets it overflow is not
+// draining and is dropped (budget_rejections counts it; its ports see
+// peer_closed as for a death). Events to the local node are accepted at once
 // on the calling thread; events to an unknown node are dropped and counted.
 //
 // Inbound (io thread only): for each link the io thread drains the inbound
 // ring, decodes each frame and calls Node::AcceptEvent with the link's
-// AUTHENTICATED peer name. Then it sleeps on the ring's data futex word
+// AUTHENTICATED peer name; fragment frames go through the link's
+// FragmentAssembler, which allocates the announced total up front (bounded
+// by max_message_bytes, one stream per link) and hands the whole event on
+// when the last fragment arrives. Then it sleeps on the ring's data futex word
 // through the Reactor, following the ring's arming protocol (load the word,
 // AnnounceSleep, re-check HasData, arm with the loaded value). An ignored
 // event is counted; a protocol violation, an unknown frame kind, an
@@ -28,6 +38,14 @@
 // committed is delivered, in order — removes the link, and calls
 // Node::LostConnectionToNode(peer). Dropping a peer for a violation does the
 // same without the drain and shuts the socket so the peer sees a hang-up.
+//
+// Goodbye: SendGoodbyes() writes a kGoodbyeFrameKind frame behind everything
+// queued on every link and waits (with a deadline) until it is in the rings;
+// events forwarded after it are dropped and counted. A receiver delivers
+// every frame before the goodbye, then removes the link and calls
+// LostConnectionToNode as for a death, counted in goodbyes_received instead
+// of peer_deaths (a hang-up or exit seen before the goodbye frame was read
+// still drains the ring first, so the goodbye is found and counted).
 //
 // Threads and locks: links_mu_ guards the link table; each Link's mu guards
 // its overflow queue and closed flag and is taken before the ring's
@@ -54,7 +72,9 @@
 #include <vector>
 
 #include "channel/connection.h"
+#include "channel/fragment.h"
 #include "channel/reactor.h"
+#include "core/base/deadline.h"
 #include "core/base/mutex.h"
 #include "core/base/status.h"
 #include "core/base/thread_annotations.h"
@@ -71,10 +91,16 @@ struct LinkStats {
   uint64_t bytes_sent = 0;
   uint64_t messages_received = 0;  // Event frames drained and decoded.
   uint64_t bytes_received = 0;
-  uint64_t events_ignored = 0;  // AcceptEvent said "ignored".
-  uint64_t events_too_large = 0;
-  uint64_t overflow_depth = 0;  // Events waiting for ring space now.
+  uint64_t events_ignored = 0;        // AcceptEvent said "ignored".
+  uint64_t events_too_large = 0;      // Beyond max_message_bytes, not sent.
+  uint64_t events_after_goodbye = 0;  // Forwarded after SendGoodbyes; dropped.
+  uint64_t overflow_depth = 0;        // Events waiting for ring space now.
   uint64_t overflow_high_water = 0;
+  uint64_t overflow_bytes = 0;  // Their bytes not yet in the ring.
+  uint64_t overflow_bytes_high_water = 0;
+  uint64_t fragments_sent = 0;      // Fragment frames committed.
+  uint64_t fragments_received = 0;  // Fragment frames accepted.
+  uint64_t reassembly_bytes = 0;    // Charged by an open inbound stream.
   uint64_t outbound_capacity = 0;
   uint64_t outbound_fill = 0;  // Published, not yet consumed bytes.
   uint64_t inbound_fill = 0;
@@ -86,11 +112,24 @@ struct LinkStats {
 
 struct RouterStats {
   std::vector<LinkStats> links;
-  uint64_t peer_deaths = 0;    // Including deaths during a handshake.
-  uint64_t peers_dropped = 0;  // For a violation or a corrupt ring.
+  uint64_t peer_deaths = 0;        // Including deaths during a handshake.
+  uint64_t peers_dropped = 0;      // For a violation, a corrupt ring, a budget.
+  uint64_t budget_rejections = 0;  // Peers dropped for the overflow budget.
+  uint64_t goodbyes_received = 0;  // Links the peer closed on purpose.
   std::map<std::string, uint64_t> violations;  // Reason -> count.
   uint64_t local_events = 0;
   uint64_t events_to_unknown_nodes = 0;
+};
+
+struct RouterOptions {
+  // Largest serialised event carried in either direction (fragmented when it
+  // exceeds the ring's largest frame); an inbound fragment stream announcing
+  // more is a violation.
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;
+  // Per peer: bytes of serialised events that may wait in the overflow
+  // queue for ring space. Exceeding it drops the peer as not draining. At
+  // least max_message_bytes is sensible (one whole largest message).
+  uint64_t overflow_budget_bytes = 2 * kDefaultMaxMessageBytes;
 };
 
 class Router : public ports::NodeDelegate {
@@ -101,7 +140,7 @@ class Router : public ports::NodeDelegate {
       std::function<void(const ports::NodeName&, const Status& reason)>;
 
   // `reactor` is not owned; see the lifetime note above.
-  explicit Router(Reactor* reactor);
+  explicit Router(Reactor* reactor, const RouterOptions& options = {});
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
   ~Router() override;
@@ -122,6 +161,12 @@ class Router : public ports::NodeDelegate {
 
   RouterStats GetStats() const;
 
+  // Writes a goodbye behind everything queued on every link and waits until
+  // each is in its ring (or the link is gone). Events forwarded afterwards
+  // are dropped and counted. kUnavailable naming the peers still behind at
+  // the deadline. Not on the io thread (it drains the queues).
+  Status SendGoodbyes(Deadline deadline);
+
   // ports::NodeDelegate. Any thread.
   void ForwardEvent(const ports::NodeName& node,
                     ports::ScopedEvent event) override;
@@ -134,6 +179,13 @@ class Router : public ports::NodeDelegate {
 
   LinkPtr FindLink(const ports::NodeName& node) const;
   void SendOnLink(const LinkPtr& link, const ports::Event& event);
+  // Queues `bytes` (a serialised event, or empty for a goodbye) behind the
+  // link's overflow; false if that broke the budget (the peer is dropped).
+  struct Pending;
+  bool EnqueueLocked(Link& link, Pending pending);
+  // Writes as much of `pending` as fits; true when all of it is in the ring.
+  bool WriteLocked(Link& link, Pending& pending, Status* error);
+  void NotifyFlushed();
 
   // io thread.
   void StartLink(const LinkPtr& link);
@@ -145,10 +197,13 @@ class Router : public ports::NodeDelegate {
   bool DrainOverflow(const LinkPtr& link);
   void OnSocketEvent(const LinkPtr& link, Result<uint32_t> revents);
   void HandleDeath(const LinkPtr& link, const std::string& signal);
+  // After a drain found the peer's goodbye.
+  void HandleGoodbye(const LinkPtr& link);
   void DropPeer(const LinkPtr& link, Status reason);
   void RemoveLink(const LinkPtr& link, const Status& reason);
 
   Reactor* const reactor_;
+  const RouterOptions options_;
   std::atomic<ports::Node*> node_{nullptr};
 
   mutable Mutex links_mu_;
@@ -167,6 +222,13 @@ class Router : public ports::NodeDelegate {
   std::atomic<uint64_t> peers_dropped_{0};
   std::atomic<uint64_t> local_events_{0};
   std::atomic<uint64_t> events_to_unknown_nodes_{0};
+  std::atomic<uint64_t> budget_rejections_{0};
+  std::atomic<uint64_t> goodbyes_received_{0};
+
+  // SendGoodbyes waits here for overflow queues to empty.
+  Mutex flush_mu_;
+  CondVar flush_cv_;
+  uint64_t flush_generation_ GUARDED_BY(flush_mu_) = 0;
 };
 
 }  // namespace shmports::channel
