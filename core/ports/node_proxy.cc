@@ -716,8 +716,9 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
       SinglePortLocker locker(&local_port_ref);
       Port* port = locker.port();
       if (port_name.is_valid()) {
-        // A dead proxy was our peer: acknowledge its broadcast with a
-        // closure, which lets its zombie go.
+        // A dead proxy was our peer: answer its broadcast with a closure
+        // (its node has erased it already; this only tells an older peer
+        // that still keeps zombies to let go).
         closure_events.emplace_back(
             port->peer_node_name,
             std::make_unique<ObserveClosureEvent>(
@@ -733,8 +734,13 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
           ports_to_notify.push_back(local_port_ref);
         }
       }
-      // A proxy with no live peer cannot be removed the normal way: it stays
-      // as a zombie and announces its death so its predecessor can close.
+      // A proxy with no live peer cannot be removed the normal way. As in
+      // Mojo it is erased at once and announces its death so its
+      // predecessor closes. Keeping it as a zombie until the predecessor
+      // answered leaked it whenever no answer could come (the predecessor
+      // already gone, or handed over to a port on a lost node); anything
+      // that still arrives for it is an event for an unknown port, which is
+      // ignored (the ports a message carries are adopted and closed).
       if (port->state == Port::kBuffering || port->state == Port::kProxying) {
         port->state = Port::kClosed;
         dead_proxies_to_broadcast.push_back(local_port_ref.name());
@@ -742,11 +748,7 @@ void Node::DestroyAllPortsWithPeer(const NodeName& node_name,
         port->TakePendingMessages(&pending_messages);
         port->control_message_queue.clear();
         port->send_on_proxy_removal.reset();
-        // A zombie waits for its predecessor's answer; a predecessor on the
-        // lost node will never give one.
-        if (!port_name.is_valid() && port->prev_node_name == node_name) {
-          zombies_to_erase.push_back(local_port_ref.name());
-        }
+        zombies_to_erase.push_back(local_port_ref.name());
       }
     }
   }

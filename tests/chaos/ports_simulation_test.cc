@@ -136,8 +136,8 @@ TEST(PortsSimulationTest, SeedRange) {
   }
   printf(
       "seeds %llu..%llu: %llu messages, %llu ports moved, %llu merges, %llu "
-      "removals, %llu events; %llu lost-node leftovers tolerated (known "
-      "bugs, see PortsSimulationKnownBugs)\n",
+      "removals, %llu events; %llu lost-node leftovers tolerated "
+      "(SHMPORTS_SIM_STRICT=1 fails on them)\n",
       static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(end - 1),
       static_cast<unsigned long long>(total.messages_sent),
@@ -312,8 +312,8 @@ TEST(PortsSimulationTest, NetworkReportsAViolation) {
 
 // ---------------------------------------------------------------------------
 // Protocol bugs the simulation found, each minimised to a scripted sequence
-// on SimNetwork (deliveries chosen by hand). They belong to core/ports;
-// DISABLED_ until fixed there, so the seeded runs above are what guard them.
+// on SimNetwork (deliveries chosen by hand) and kept as a regression test
+// now that core/ports is fixed.
 // ---------------------------------------------------------------------------
 
 std::unique_ptr<UserMessageEvent> TextMessage(std::string_view text,
@@ -493,13 +493,10 @@ TEST(PortsSimulationTest, ProxyWhosePeerAndPredecessorDiedIsErased) {
 // Found by seed 186 (SHMPORTS_SIM_OPS=40 SHMPORTS_SIM_NODES=3
 // SHMPORTS_SIM_STRICT=1). x's peer y (local) closes; x is sent to node L
 // and, while buffering, takes y's ObserveClosure; then L dies.
-// LostConnectionToNode(L) turns the proxy x into a zombie that waits for an
-// ObserveClosure from its predecessor — y, already gone, whose closure x has
-// already had — so the zombie stays forever.
-// Expected: after closing every port the survivor holds none; actual: one
-// zombie.
-TEST(PortsSimulationKnownBugs,
-     DISABLED_ProxyWhosePeerClosedAndWhoseSuccessorDiedStaysAZombie) {
+// LostConnectionToNode(L) used to turn the proxy x into a zombie waiting for
+// an ObserveClosure from its predecessor — y, already gone — so the zombie
+// stayed forever. Dead proxies are now erased at once, as in Mojo.
+TEST(PortsSimulationTest, ProxyWhosePeerClosedAndWhoseSuccessorDiedIsErased) {
   QuietLogs quiet;
   SimRandom rng(1);
   SimNetwork net(2, &rng);
@@ -534,7 +531,7 @@ TEST(PortsSimulationKnownBugs,
 }
 
 // Written while chasing seed 559's leak, which turned out to be elsewhere
-// (still unminimised, see DISABLED_StrictChecksAfterNodeLoss). q on A, whose
+// (see StrictChecksAfterNodeLoss). q on A, whose
 // peer p is on node L, is merged into b's route on B just as L dies, and B
 // hears of the death before A's MergePort arrives: b's old peer bp must see
 // peer_closed and nothing may be left behind.
@@ -568,16 +565,12 @@ TEST(PortsSimulationTest, MergeRacingThePeerNodesLossClosesTheRoute) {
   EXPECT_TRUE(net.failures().empty());
 }
 
-// The seeded runs with every lost-node check on (SHMPORTS_SIM_STRICT=1).
-// With core/ports at df00b0a about 4% of the default seeds (2000 ops) still
-// fail: mostly proxies or zombies left on a survivor after draining (seed
-// 186 below is the zombie minimised above), and a few ends that never see
-// peer_closed although their peer was lost (seed 599 at 30 ops: the
-// dead-proxy broadcast passed while the end was itself in transit; not
-// minimised). Seeds 364 and 559 (40 ops) leave zombies too, not minimised.
+// Seeds that left zombies on a survivor with every lost-node check on
+// (SHMPORTS_SIM_STRICT=1): 186 is the zombie minimised above; 364 and 559
+// left zombies whose predecessor handed over to a port on the lost node.
 // Replay one with SHMPORTS_SIM_STRICT=1 SHMPORTS_SIM_OPS=40
 // SHMPORTS_SIM_NODES=3 SHMPORTS_SIM_TRACE=1 and ReplaySeed.
-TEST(PortsSimulationKnownBugs, DISABLED_StrictChecksAfterNodeLoss) {
+TEST(PortsSimulationTest, StrictChecksAfterNodeLoss) {
   QuietLogs quiet;
   SimulationOptions options;
   options.num_ops = 40;

@@ -244,7 +244,7 @@ TEST_F(PortsTest, LostConnectionToNodeAfterSendingObserveProxy) {
   node0.Unblock();
   WaitForIdle();
 
-  // The zombie F was erased by the late ObserveProxyAck.
+  // The dead proxy F is gone (erased when node 2 was lost).
   EXPECT_EQ(ERROR_PORT_UNKNOWN, node1.node().GetPort(F.name(), &F));
 
   EXPECT_EQ(OK, node0.node().ClosePort(A));
