@@ -76,6 +76,12 @@ struct Router::Link {
   bool goodbye_received = false;
   bool space_wait_announced = false;
   FragmentAssembler assembler;
+
+  // Queues `pending` behind the overflow; false if that broke `budget` (the
+  // link is then closed: the caller drops the peer).
+  bool EnqueueLocked(Pending pending, uint64_t budget) REQUIRES(mu);
+  // Writes as much of `pending` as fits; true when all of it is in the ring.
+  bool WriteLocked(Pending& pending, Status* error) REQUIRES(mu);
   Reactor::Token data_token = Reactor::kInvalidToken;
   Reactor::Token space_token = Reactor::kInvalidToken;
   Reactor::Token pidfd_token = Reactor::kInvalidToken;
@@ -237,11 +243,12 @@ void Router::SendOnLink(const LinkPtr& link, const ports::Event& event) {
       pending.kind = kEventFragmentFrameKind;
       pending.bytes = event.SerializeToVector();
       if (link->overflow.empty())
-        written = WriteLocked(*link, pending, &error);
+        written = link->WriteLocked(pending, &error);
     }
     if (!written && error.ok()) {
       // Full, or earlier events wait: keep the link's FIFO order.
-      if (!EnqueueLocked(*link, std::move(pending))) {
+      if (!link->EnqueueLocked(std::move(pending),
+                               options_.overflow_budget_bytes)) {
         over_budget = true;
       } else if (!link->space_service_pending) {
         link->space_service_pending = true;
@@ -269,33 +276,32 @@ void Router::SendOnLink(const LinkPtr& link, const ports::Event& event) {
   }
 }
 
-bool Router::EnqueueLocked(Link& link, Pending pending) {
+bool Router::Link::EnqueueLocked(Pending pending, uint64_t budget) {
   const uint64_t remaining = pending.remaining();
-  if (link.overflow_bytes + remaining > options_.overflow_budget_bytes) {
+  if (overflow_bytes + remaining > budget) {
     // Nothing more goes to this peer: it is dropped on the io thread.
-    link.closed = true;
-    link.overflow.clear();
-    link.overflow_bytes = 0;
-    link.overflow_depth.store(0, std::memory_order_relaxed);
-    link.overflow_bytes_now.store(0, std::memory_order_relaxed);
+    closed = true;
+    overflow.clear();
+    overflow_bytes = 0;
+    overflow_depth.store(0, std::memory_order_relaxed);
+    overflow_bytes_now.store(0, std::memory_order_relaxed);
     return false;
   }
-  link.overflow.push_back(std::move(pending));
-  link.overflow_bytes += remaining;
-  uint64_t depth = link.overflow.size();
-  link.overflow_depth.store(depth, std::memory_order_relaxed);
-  if (depth > Relaxed(link.overflow_high_water))
-    link.overflow_high_water.store(depth, std::memory_order_relaxed);
-  link.overflow_bytes_now.store(link.overflow_bytes, std::memory_order_relaxed);
-  if (link.overflow_bytes > Relaxed(link.overflow_bytes_high_water)) {
-    link.overflow_bytes_high_water.store(link.overflow_bytes,
-                                         std::memory_order_relaxed);
+  overflow.push_back(std::move(pending));
+  overflow_bytes += remaining;
+  uint64_t depth = overflow.size();
+  overflow_depth.store(depth, std::memory_order_relaxed);
+  if (depth > Relaxed(overflow_high_water))
+    overflow_high_water.store(depth, std::memory_order_relaxed);
+  overflow_bytes_now.store(overflow_bytes, std::memory_order_relaxed);
+  if (overflow_bytes > Relaxed(overflow_bytes_high_water)) {
+    overflow_bytes_high_water.store(overflow_bytes, std::memory_order_relaxed);
   }
   return true;
 }
 
-bool Router::WriteLocked(Link& link, Pending& pending, Status* error) {
-  shm::Ring& ring = link.conn->outbound_ring();
+bool Router::Link::WriteLocked(Pending& pending, Status* error) {
+  shm::Ring& ring = conn->outbound_ring();
   std::span<uint8_t> out;
   if (pending.kind != kEventFragmentFrameKind) {
     const uint32_t length = static_cast<uint32_t>(pending.bytes.size());
@@ -305,8 +311,8 @@ bool Router::WriteLocked(Link& link, Pending& pending, Status* error) {
       std::memcpy(out.data(), pending.bytes.data(), length);
     *error = ring.Commit();
     if (pending.kind == kEventFrameKind) {
-      Bump(link.messages_sent);
-      Bump(link.bytes_sent, length);
+      Bump(messages_sent);
+      Bump(bytes_sent, length);
     }
     pending.offset = pending.bytes.size();
     return true;
@@ -324,12 +330,12 @@ bool Router::WriteLocked(Link& link, Pending& pending, Status* error) {
                 pending.bytes.data() + pending.offset, n);
     *error = ring.Commit();
     pending.offset += n;
-    Bump(link.fragments_sent);
+    Bump(fragments_sent);
     if (!error->ok())
       return false;
   }
-  Bump(link.messages_sent);
-  Bump(link.bytes_sent, total);
+  Bump(messages_sent);
+  Bump(bytes_sent, total);
   return true;
 }
 
@@ -360,10 +366,11 @@ Status Router::SendGoodbyes(Deadline deadline) {
       Pending goodbye;
       goodbye.kind = kGoodbyeFrameKind;
       Status error;
-      if (link->overflow.empty() && WriteLocked(*link, goodbye, &error))
+      if (link->overflow.empty() && link->WriteLocked(goodbye, &error))
         continue;
       // A goodbye is 0 bytes: it never breaks the budget.
-      (void)EnqueueLocked(*link, std::move(goodbye));
+      (void)link->EnqueueLocked(std::move(goodbye),
+                                options_.overflow_budget_bytes);
       if (!link->space_service_pending) {
         link->space_service_pending = true;
         schedule_overflow = true;
@@ -560,7 +567,7 @@ bool Router::DrainOverflow(const LinkPtr& link) {
     while (!link->closed && !link->overflow.empty()) {
       Pending& front = link->overflow.front();
       const uint64_t before = front.remaining();
-      bool done = WriteLocked(*link, front, &error);
+      bool done = link->WriteLocked(front, &error);
       link->overflow_bytes -= before - front.remaining();
       if (!done)
         break;

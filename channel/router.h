@@ -179,12 +179,7 @@ class Router : public ports::NodeDelegate {
 
   LinkPtr FindLink(const ports::NodeName& node) const;
   void SendOnLink(const LinkPtr& link, const ports::Event& event);
-  // Queues `bytes` (a serialised event, or empty for a goodbye) behind the
-  // link's overflow; false if that broke the budget (the peer is dropped).
   struct Pending;
-  bool EnqueueLocked(Link& link, Pending pending);
-  // Writes as much of `pending` as fits; true when all of it is in the ring.
-  bool WriteLocked(Link& link, Pending& pending, Status* error);
   void NotifyFlushed();
 
   // io thread.

@@ -11,12 +11,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "channel/connection.h"
+#include "channel/fragment.h"
 #include "channel/frame_kinds.h"
 #include "channel/socket.h"
 #include "shm/futex.h"
@@ -244,8 +247,8 @@ TEST_P(ProcessThreadsTest, FullRingOverflowsAndDrainsInOrder) {
   });
   {
     std::unique_lock<std::mutex> lock(hold_mutex);
-    ASSERT_TRUE(hold_cv.wait_for(lock, std::chrono::seconds(20),
-                                 [&] { return held; }));
+    ASSERT_TRUE(
+        hold_cv.wait_for(lock, std::chrono::seconds(20), [&] { return held; }));
   }
   auto release_receiver = [&] {
     std::lock_guard<std::mutex> lock(hold_mutex);
@@ -346,6 +349,319 @@ TEST_P(ProcessThreadsTest, OtherMajorVersionIsRefusedNamingBoth) {
   EXPECT_EQ(accepted.status().code(), StatusCode::kFailedPrecondition);
 }
 
+// Holds a Process's io thread until released: nothing on it is served
+// meanwhile (rings fill, overflow queues grow) — a deterministic receiver
+// that does not drain.
+class IoThreadHold {
+ public:
+  explicit IoThreadHold(Process& process) : state_(std::make_shared<State>()) {
+    process.PostToIoThreadForTesting([state = state_] {
+      std::unique_lock<std::mutex> lock(state->mu);
+      state->held = true;
+      state->cv.notify_all();
+      state->cv.wait(lock, [&] { return state->release; });
+    });
+  }
+  ~IoThreadHold() { Release(); }
+  bool WaitHeld() {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    return state_->cv.wait_for(lock, std::chrono::seconds(20),
+                               [&] { return state_->held; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->release = true;
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool held = false;
+    bool release = false;
+  };
+  std::shared_ptr<State> state_;
+};
+
+bool LinkStat(Process& process,
+              const std::function<bool(const LinkStats&)>& pred) {
+  ProcessStats s = process.GetStats();
+  return s.router.links.size() == 1 && pred(s.router.links[0]);
+}
+
+TEST_P(ProcessThreadsTest, OverflowBeyondBudgetDropsThePeer) {
+  ProcessOptions small;
+  small.connection.outbound_ring.capacity = shm::kMinRingCapacity;
+  small.router.overflow_budget_bytes = 64 * 1024;
+  ASSERT_NO_FATAL_FAILURE(Join(small, small));
+  IoThreadHold hold(*b_);
+  ASSERT_TRUE(hold.WaitHeld());
+  // The receiver serves nothing: the ring fills, the queue grows past the
+  // budget, and the sender drops the peer as not draining.
+  std::vector<uint8_t> payload(shm::kMinRingCapacity / 4 - 64, 0x5A);
+  const int kMaxSends = 10 * 64 * 1024 / static_cast<int>(payload.size());
+  int sent = 0;
+  while (sent < kMaxSends &&
+         testing::SendBytes(a_->node(), a_port_, payload) == ports::OK) {
+    ++sent;
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    ProcessStats s = a_->GetStats();
+    return s.router.budget_rejections == 1 && s.router.links.empty();
+  }));
+  ProcessStats stats = a_->GetStats();
+  EXPECT_EQ(stats.router.peers_dropped, 1u);
+  EXPECT_EQ(stats.router.peer_deaths, 0u);
+  std::string reasons;
+  for (const auto& [reason, count] : stats.router.violations)
+    reasons += reason + "; ";
+  EXPECT_NE(reasons.find("not draining"), std::string::npos) << reasons;
+  EXPECT_TRUE(WaitFor([&] {
+    ports::PortStatus s;
+    return a_->node().GetStatus(a_port_, &s) == ports::OK && s.peer_closed;
+  }));
+  // The held peer, once released, sees the hang-up: its port closes too.
+  hold.Release();
+  EXPECT_TRUE(WaitFor([&] {
+    ports::PortStatus s;
+    return b_->node().GetStatus(b_port_, &s) == ports::OK && s.peer_closed;
+  }));
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+}
+
+// Log-uniform sizes 1 B .. 2 MiB against 1 MiB rings (256 KiB frames): the
+// large ones travel as fragment streams. Both ways at once.
+TEST_P(ProcessThreadsTest, LargeMessagesBothWays) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  ASSERT_NO_FATAL_FAILURE(Join());
+  constexpr size_t kMax = size_t{2} << 20;
+  const uint64_t n = Scaled(600, 40);
+  std::atomic<int> a_send{-1}, b_send{-1};
+  std::thread a_sender([&] {
+    a_send = SendPattern(a_->node(), *a_waiter_, a_port_, seed, n, kMax, 16);
+  });
+  std::thread b_sender([&] {
+    b_send =
+        SendPattern(b_->node(), *b_waiter_, b_port_, seed + 1, n, kMax, 16);
+  });
+  Result<uint64_t> b_read = UnavailableError("not run");
+  std::thread b_reader([&] {
+    b_read = ReadPattern(b_->node(), *b_waiter_, b_port_, seed, n, kMax);
+  });
+  auto a_read = ReadPattern(a_->node(), *a_waiter_, a_port_, seed + 1, n, kMax);
+  b_reader.join();
+  a_sender.join();
+  b_sender.join();
+  EXPECT_EQ(a_send, ports::OK);
+  EXPECT_EQ(b_send, ports::OK);
+  ASSERT_TRUE(a_read.ok()) << a_read.status().ToString();
+  ASSERT_TRUE(b_read.ok()) << b_read.status().ToString();
+  EXPECT_EQ(*a_read, n);
+  EXPECT_EQ(*b_read, n);
+  for (Process* p : {a_.get(), b_.get()}) {
+    ProcessStats stats = p->GetStats();
+    ASSERT_EQ(stats.router.links.size(), 1u);
+    // Index 0 is always the 2 MiB message: fragments went both ways.
+    EXPECT_GT(stats.router.links[0].fragments_sent, 0u);
+    EXPECT_GT(stats.router.links[0].fragments_received, 0u);
+    EXPECT_EQ(stats.router.links[0].reassembly_bytes, 0u);
+    EXPECT_EQ(stats.router.peers_dropped, 0u);
+  }
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+}
+
+// Both rings full at once (both io threads held while both sides flood),
+// with the receiving ports of both routes bouncing between the processes
+// meanwhile, so proxies in both forward queued traffic. Everything arrives,
+// in order; the queues drain; the proxies go away. Fails by deadlines.
+TEST_P(ProcessThreadsTest, FullRingsBothWaysWithProxiesInBoth) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  ProcessOptions small;
+  small.connection.outbound_ring.capacity = shm::kMinRingCapacity;
+  ASSERT_NO_FATAL_FAILURE(Join(small, small));
+  constexpr size_t kMax = 6 * 1024;  // Up to 7 fragments of a 1 KiB frame.
+  constexpr int kHops = 5;           // Odd: each port ends on the far side.
+  const uint64_t n = Scaled(2000, 200);
+
+  struct Side {
+    Process* process;
+    PortWaiter* waiter;
+    ports::PortRef bootstrap;
+    ports::PortRef sender;  // Writes to the route whose receiver bounces.
+    ports::PortRef receiver;
+    uint64_t seed;
+  };
+  Side a{a_.get(), a_waiter_.get(), a_port_, {}, {}, seed};
+  Side b{b_.get(), b_waiter_.get(), b_port_, {}, {}, seed + 1};
+  for (Side* s : {&a, &b}) {
+    ASSERT_EQ(s->process->node().CreatePortPair(&s->sender, &s->receiver),
+              ports::OK);
+    ASSERT_EQ(
+        SendText(s->process->node(), s->bootstrap, "1", {s->receiver.name()}),
+        ports::OK);
+  }
+  auto flood = [n](Side& s, uint64_t from, uint64_t to) {
+    for (uint64_t i = from; i < to; ++i) {
+      auto payload = testing::MakePayload(s.seed, i, kMax);
+      int rv = testing::SendBytes(s.process->node(), s.sender, payload);
+      if (rv != ports::OK)
+        return rv;
+    }
+    (void)n;
+    return static_cast<int>(ports::OK);
+  };
+  // The first hop must be accepted before the io threads stop, or the
+  // floods would wait in buffering proxies instead of filling the rings.
+  ASSERT_TRUE(WaitFor([&] {
+    return a_->node().GetStats().buffering == 0 &&
+           b_->node().GetStats().buffering == 0;
+  }));
+  {
+    IoThreadHold hold_a(*a_);
+    IoThreadHold hold_b(*b_);
+    ASSERT_TRUE(hold_a.WaitHeld());
+    ASSERT_TRUE(hold_b.WaitHeld());
+    EXPECT_EQ(flood(a, 0, n / 2), ports::OK);
+    EXPECT_EQ(flood(b, 0, n / 2), ports::OK);
+    auto queued = [](const LinkStats& l) { return l.overflow_depth > 0; };
+    EXPECT_TRUE(LinkStat(*a_, queued));
+    EXPECT_TRUE(LinkStat(*b_, queued));
+  }
+  // Each side: forward every bounced port onwards until its last hop, keep
+  // the one that arrives for the last time, and read its route.
+  auto serve = [&](Side& s, Result<uint64_t>* read) {
+    ports::PortRef kept;
+    for (int i = 0; i < kHops; ++i) {
+      auto message = ReadMessage(s.process->node(), *s.waiter, s.bootstrap);
+      if (!message.ok()) {
+        *read = std::move(message).TakeStatus().WithContext("bounce");
+        return;
+      }
+      int hop = std::stoi(TextOf(**message));
+      ports::PortRef port;
+      if ((*message)->num_ports() != 1 ||
+          s.process->node().GetPort((*message)->ports()[0], &port) !=
+              ports::OK) {
+        *read = InternalError("bounce message without its port");
+        return;
+      }
+      if (hop == kHops) {
+        kept = port;
+        continue;
+      }
+      int rv = SendText(s.process->node(), s.bootstrap, std::to_string(hop + 1),
+                        {port.name()});
+      if (rv != ports::OK) {
+        *read = InternalError("forward bounce: " + std::to_string(rv));
+        return;
+      }
+    }
+    if (!kept.is_valid()) {
+      *read = InternalError("no port stayed here");
+      return;
+    }
+    Side& other = (&s == &a) ? b : a;
+    *read =
+        ReadPattern(s.process->node(), *s.waiter, kept, other.seed, n, kMax);
+    (void)s.process->node().ClosePort(kept);
+  };
+  std::atomic<int> a_flood{-1}, b_flood{-1};
+  std::thread a_flooder([&] { a_flood = flood(a, n / 2, n); });
+  std::thread b_flooder([&] { b_flood = flood(b, n / 2, n); });
+  Result<uint64_t> a_read = UnavailableError("not run");
+  Result<uint64_t> b_read = UnavailableError("not run");
+  std::thread b_server([&] { serve(b, &b_read); });
+  serve(a, &a_read);
+  b_server.join();
+  a_flooder.join();
+  b_flooder.join();
+  EXPECT_EQ(a_flood, ports::OK);
+  EXPECT_EQ(b_flood, ports::OK);
+  ASSERT_TRUE(a_read.ok()) << a_read.status().ToString();
+  ASSERT_TRUE(b_read.ok()) << b_read.status().ToString();
+  EXPECT_EQ(*a_read, n);
+  EXPECT_EQ(*b_read, n);
+  for (Process* p : {a_.get(), b_.get()}) {
+    ProcessStats stats = p->GetStats();
+    ASSERT_EQ(stats.router.links.size(), 1u);
+    EXPECT_GT(stats.router.links[0].overflow_high_water, 0u);
+    EXPECT_GT(stats.router.links[0].fragments_sent, 0u);
+    EXPECT_EQ(stats.router.peers_dropped, 0u);
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return LinkStat(*a_,
+                    [](const LinkStats& l) { return l.overflow_depth == 0; }) &&
+           LinkStat(*b_,
+                    [](const LinkStats& l) { return l.overflow_depth == 0; });
+  }));
+  for (Side* s : {&a, &b})
+    EXPECT_EQ(s->process->node().ClosePort(s->sender), ports::OK);
+  EXPECT_TRUE(WaitFor([&] {
+    return a_->node().GetStats().proxies == 0 &&
+           b_->node().GetStats().proxies == 0;
+  }));
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+}
+
+// Shutdown with events still queued behind a full ring: the goodbye waits
+// behind them, the peer delivers all of them, then sees peer_closed — a
+// goodbye, not a death, on either side.
+TEST_P(ProcessThreadsTest, ShutdownDeliversEverythingInFlightThenClosed) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  ProcessOptions small;
+  small.connection.outbound_ring.capacity = shm::kMinRingCapacity;
+  ASSERT_NO_FATAL_FAILURE(Join(small, small));
+  constexpr size_t kMax = 3000;
+  const uint64_t n = Scaled(500, 50);
+  IoThreadHold hold(*b_);
+  ASSERT_TRUE(hold.WaitHeld());
+  for (uint64_t i = 0; i < n; ++i) {
+    auto payload = testing::MakePayload(seed, i, kMax);
+    ASSERT_EQ(testing::SendBytes(a_->node(), a_port_, payload), ports::OK);
+  }
+  ASSERT_TRUE(
+      LinkStat(*a_, [](const LinkStats& l) { return l.overflow_depth > 0; }));
+  // The receiver is held: the goodbye cannot be in the ring by then.
+  Status early = a_->Shutdown(Deadline::In(std::chrono::milliseconds(20)));
+  EXPECT_EQ(early.code(), StatusCode::kUnavailable) << early.ToString();
+  // Events forwarded after the goodbye are dropped and counted.
+  EXPECT_EQ(testing::SendText(a_->node(), a_port_, "late"), ports::OK);
+  EXPECT_TRUE(LinkStat(
+      *a_, [](const LinkStats& l) { return l.events_after_goodbye == 1; }));
+  Status done = UnavailableError("not run");
+  std::thread closer(
+      [&] { done = a_->Shutdown(Deadline::In(std::chrono::seconds(60))); });
+  hold.Release();
+  auto read = ReadPattern(b_->node(), *b_waiter_, b_port_, seed, n, kMax);
+  closer.join();
+  EXPECT_TRUE(done.ok()) << done.ToString();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, n);
+  auto closed = ReadMessage(b_->node(), *b_waiter_, b_port_);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed)
+      << closed.status().ToString();
+  EXPECT_TRUE(WaitFor([&] {
+    return b_->GetStats().router.links.empty() &&
+           a_->GetStats().router.links.empty();
+  }));
+  ProcessStats b_stats = b_->GetStats();
+  EXPECT_EQ(b_stats.router.goodbyes_received, 1u);
+  EXPECT_EQ(b_stats.router.peer_deaths, 0u);
+  EXPECT_EQ(b_stats.router.peers_dropped, 0u);
+  ProcessStats a_stats = a_->GetStats();
+  EXPECT_EQ(a_stats.router.peer_deaths, 0u);
+  EXPECT_EQ(a_stats.router.peers_dropped, 0u);
+  EXPECT_EQ(a_->node().ClosePort(a_port_), ports::OK);
+  EXPECT_EQ(b_->node().ClosePort(b_port_), ports::OK);
+}
+
 INSTANTIATE_TEST_SUITE_P(IdentityModes,
                          ProcessThreadsTest,
                          ::testing::Values(false, true),
@@ -381,6 +697,10 @@ class FakePeerTest : public ::testing::Test {
     ASSERT_TRUE(fake_->outbound_ring()
                     .Write(kEventFrameKind, event.SerializeToVector())
                     .ok());
+  }
+
+  void WriteFrame(uint16_t kind, const std::vector<uint8_t>& payload) {
+    ASSERT_TRUE(fake_->outbound_ring().Write(kind, payload).ok());
   }
 
   bool PeerDropped() {
@@ -475,6 +795,95 @@ TEST_F(FakePeerTest, CorruptRingDropsPeer) {
   shm::FutexWake(&control->data_futex, 1);
   EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
   EXPECT_NE(Violations().find("corrupt"), std::string::npos) << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, FragmentedEventIsReassembledAndDelivered) {
+  auto event = UserMessageTo(port_.name(), 1);
+  std::vector<uint8_t> big(100 * 1024, 0x33);
+  static_cast<ports::UserMessageEvent*>(event.get())->message().Assign(big);
+  std::vector<uint8_t> bytes = event->SerializeToVector();
+  for (const auto& fragment : SplitIntoFragments(bytes, 4096))
+    WriteFrame(kEventFragmentFrameKind, fragment);
+  auto message = ReadMessage(process_->node(), *waiter_, port_);
+  ASSERT_TRUE(message.ok()) << message.status().ToString();
+  EXPECT_EQ((*message)->message().bytes().size(), big.size());
+  EXPECT_FALSE(PeerDropped());
+  auto stats = process_->GetStats();
+  ASSERT_EQ(stats.router.links.size(), 1u);
+  EXPECT_EQ(stats.router.links[0].fragments_received,
+            (bytes.size() + 4095 - kFragmentHeaderSize) /
+                (4096 - kFragmentHeaderSize));
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, LyingFragmentStreamDropsPeer) {
+  std::vector<uint8_t> data(100, 1);
+  WriteFrame(kEventFragmentFrameKind, EncodeFragment(1000, 0, data));
+  WriteFrame(kEventFragmentFrameKind, EncodeFragment(1000, 150, data));
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("gap"), std::string::npos) << Violations();
+  auto closed = ReadMessage(process_->node(), *waiter_, port_);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed);
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, FragmentTotalBeyondTheLimitDropsPeer) {
+  std::vector<uint8_t> data(100, 1);
+  WriteFrame(kEventFragmentFrameKind,
+             EncodeFragment(kDefaultMaxMessageBytes + 1, 0, data));
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("beyond the largest message"), std::string::npos)
+      << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, EventInsideAFragmentStreamDropsPeer) {
+  WriteFrame(kEventFragmentFrameKind,
+             EncodeFragment(1000, 0, std::vector<uint8_t>(100, 1)));
+  WriteEvent(*UserMessageTo(port_.name(), 1));
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("in the middle of a fragment stream"),
+            std::string::npos)
+      << Violations();
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, GoodbyeDeliversWhatCameBeforeThenCloses) {
+  WriteEvent(*UserMessageTo(port_.name(), 1));
+  WriteFrame(kGoodbyeFrameKind, {});
+  auto message = ReadMessage(process_->node(), *waiter_, port_);
+  ASSERT_TRUE(message.ok()) << message.status().ToString();
+  EXPECT_EQ(TextOf(**message), "hi");
+  auto closed = ReadMessage(process_->node(), *waiter_, port_);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed);
+  ProcessStats stats = process_->GetStats();
+  EXPECT_EQ(stats.router.goodbyes_received, 1u);
+  EXPECT_EQ(stats.router.peer_deaths, 0u);
+  EXPECT_EQ(stats.router.peers_dropped, 0u);
+  EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
+}
+
+TEST_F(FakePeerTest, FrameAfterGoodbyeDropsPeer) {
+  // Both frames published at once, so one drain sees them together.
+  ASSERT_TRUE(WaitFor([&] {
+    auto* control = fake_->outbound_control();
+    return std::atomic_ref<uint32_t>(control->consumer_sleeping).load() == 1;
+  }));
+  shm::Ring& ring = fake_->outbound_ring();
+  std::span<uint8_t> out;
+  Status error;
+  ASSERT_TRUE(ring.Reserve(0, kGoodbyeFrameKind, 0, &out, &error));
+  ASSERT_TRUE(ring.Commit(shm::Ring::Publish::kDeferred).ok());
+  std::vector<uint8_t> event =
+      UserMessageTo(port_.name(), 1)->SerializeToVector();
+  ASSERT_TRUE(ring.Reserve(static_cast<uint32_t>(event.size()), kEventFrameKind,
+                           0, &out, &error));
+  std::memcpy(out.data(), event.data(), event.size());
+  ASSERT_TRUE(ring.Commit().ok());
+  EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
+  EXPECT_NE(Violations().find("after the goodbye"), std::string::npos)
+      << Violations();
   EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
 }
 
