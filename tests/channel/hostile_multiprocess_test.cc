@@ -1,0 +1,464 @@
+// One Process connected to two real children (fork+exec of hostile_child):
+// a well-behaved one streaming checksummed, sequence-numbered messages both
+// ways, and a hostile one that drops its privileges, shakes hands honestly
+// and then does its worst through the raw rings. One test per scenario;
+// each ends by checking that the hostile child is gone from the parent's
+// links, that the good stream stayed intact throughout (it keeps flowing
+// before, during and after the attack, and both ends verify every message),
+// and that the parent's node holds nothing for the dead route.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "channel/process.h"
+#include "channel/socket.h"
+#include "channel/spawn.h"
+#include "core/base/deadline.h"
+#include "shm/ring.h"
+#include "tests/channel/hostile_checks.h"
+#include "tests/channel/hostile_stream.h"
+#include "tests/channel/process_test_util.h"
+#include "tests/util/test_util.h"
+
+namespace shmports::channel {
+namespace {
+
+using ::shmports::channel::testing::CheckLinkIntact;
+using ::shmports::channel::testing::CheckRouteOpen;
+using ::shmports::channel::testing::CompareNodeShape;
+using ::shmports::channel::testing::PortWaiter;
+using ::shmports::channel::testing::SendBytes;
+using ::shmports::channel::testing::SendText;
+using ::shmports::channel::testing::StreamEndpoint;
+using ::shmports::channel::testing::StreamOptions;
+using ::shmports::testing::HelperPath;
+using ::shmports::testing::Scaled;
+using ::shmports::testing::SeedTrace;
+using ::shmports::testing::TestSeed;
+using ::shmports::testing::WaitFor;
+
+constexpr ports::NodeName kGoodName{0x600d, 1};
+constexpr ports::NodeName kHostileName{0xbad, 1};
+constexpr auto kLong = std::chrono::seconds(30);
+
+int ExitCode(int wait_status) {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status)
+                                : 128 + WTERMSIG(wait_status);
+}
+
+struct Child {
+  SpawnedChild spawned;
+  ports::PortRef boot;  // The parent's end of the bootstrap pair.
+  bool reaped = false;
+};
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void SetUp() override { seed_ = TestSeed(); }
+
+  void TearDown() override {
+    stream_.reset();
+    for (Child* child : {&good_, &hostile_}) {
+      if (child->spawned.pid > 0 && !child->reaped) {
+        kill(child->spawned.pid, SIGKILL);
+        (void)WaitForExit(child->spawned, Deadline::In(kLong));
+      }
+    }
+    waiter_.reset();
+    process_.reset();
+  }
+
+  // The parent, the good child and its stream, flowing both ways.
+  void Begin(const ProcessOptions& options = {}) {
+    auto process = Process::Create(options);
+    ASSERT_TRUE(process.ok()) << process.status().ToString();
+    process_ = std::move(*process);
+    waiter_ = std::make_unique<PortWaiter>(*process_);
+    ASSERT_TRUE(Launch(kGoodName, {"good", std::to_string(seed_)}, &good_));
+    StreamOptions stream;
+    stream.send_seed = seed_;
+    stream.receive_seed = seed_ + 1;
+    stream_ = std::make_unique<StreamEndpoint>(
+        process_->node(), *waiter_, good_.boot, stream, /*is_child=*/false);
+    stream_->Start();
+    ASSERT_TRUE(StreamAdvances()) << "the good stream does not flow";
+  }
+
+  // Starts the hostile child playing `scenario`, checks that it has dropped
+  // its privileges, and snapshots what it must not touch.
+  void LaunchHostile(const std::string& scenario, uint64_t n = 0) {
+    ASSERT_TRUE(Launch(kHostileName,
+                       {"hostile", scenario, std::to_string(seed_),
+                        std::to_string(kGoodName.v1),
+                        std::to_string(kGoodName.v2), std::to_string(n)},
+                       &hostile_));
+    ExpectPrivilegesDropped(hostile_.spawned.pid);
+    shape_before_ = process_->node().GetStats();
+  }
+
+  // The hostile child is gone from the links; everything of the good child
+  // is as it was; the hostile child exited 0 (it did what it meant to).
+  void ExpectHostileGoneGoodUntouched() {
+    EXPECT_TRUE(WaitFor([&] { return !HasLink(kHostileName); }, kLong));
+    ExpectGoodUntouched();
+    EXPECT_EQ(Reap(hostile_), 0) << "the hostile child could not play";
+  }
+
+  void ExpectGoodUntouched() {
+    Status route = CheckRouteOpen(process_->node(), good_.boot);
+    EXPECT_TRUE(route.ok()) << route.ToString();
+    Status link = CheckLinkIntact(process_->GetStats().router, kGoodName,
+                                  good_.spawned.pid);
+    EXPECT_TRUE(link.ok()) << link.ToString();
+    Status shape = CompareNodeShape(shape_before_, process_->node().GetStats());
+    EXPECT_TRUE(shape.ok()) << shape.ToString();
+  }
+
+  // Kept flowing after the attack, then ended and verified at both ends;
+  // then the node holds nothing at all once both bootstrap ports close.
+  void End() {
+    ASSERT_TRUE(StreamAdvances()) << "the good stream stalled";
+    stream_->Stop();
+    std::string report;
+    Status verdict = stream_->Join(&report);
+    EXPECT_TRUE(verdict.ok()) << "parent's end: " << verdict.ToString();
+    EXPECT_EQ(report, std::to_string(stream_->sent()) + " ok") << "child's end";
+    printf("good stream: %llu messages each way verified\n",
+           static_cast<unsigned long long>(stream_->received()));
+    ports::Node& node = process_->node();
+    if (hostile_.boot.is_valid()) {
+      // The dead route's port saw its peer close; only it and the good
+      // route's port remain.
+      ports::PortStatus status;
+      ASSERT_EQ(node.GetStatus(hostile_.boot, &status), ports::OK);
+      EXPECT_TRUE(status.peer_closed);
+      EXPECT_EQ(node.ClosePort(hostile_.boot), ports::OK);
+      EXPECT_TRUE(WaitFor([&] { return node.GetStats().ports == 1; }))
+          << "ports left: " << node.GetStats().ports;
+    }
+    EXPECT_EQ(node.ClosePort(good_.boot), ports::OK);
+    EXPECT_EQ(Reap(good_), 0);
+    EXPECT_TRUE(WaitFor([&] {
+      ports::NodeStats s = node.GetStats();
+      return s.ports == 0 && s.buffered_events == 0 &&
+             s.buffered_event_bytes == 0 && s.queued_messages == 0;
+    })) << "leaked: ports "
+        << node.GetStats().ports << ", buffered events "
+        << node.GetStats().buffered_events;
+    EXPECT_TRUE(
+        WaitFor([&] { return process_->GetStats().router.links.empty(); }));
+  }
+
+  // At least a few more messages each way than when called (needs both
+  // ends reading: the sender's window advances only with the peer's acks).
+  bool StreamAdvances() {
+    const uint64_t step = Scaled(100, 10);
+    const uint64_t sent = stream_->sent(), received = stream_->received();
+    return WaitFor(
+        [&] {
+          return stream_->sent() >= sent + step &&
+                 stream_->received() >= received + step;
+        },
+        kLong);
+  }
+
+  bool Launch(const ports::NodeName& name,
+              const std::vector<std::string>& args,
+              Child* child) {
+    auto pair = CreateCredentialedSocketPair();
+    EXPECT_TRUE(pair.ok()) << pair.status().ToString();
+    if (!pair.ok())
+      return false;
+    int child_fd = pair->second.get();
+    std::vector<std::string> argv = {HelperPath("hostile_child"), args[0],
+                                     std::to_string(child_fd)};
+    argv.insert(argv.end(), args.begin() + 1, args.end());
+    std::vector<int> keep = {child_fd};
+    auto spawned = SpawnChild(argv, EnvironmentWith({}), keep);
+    EXPECT_TRUE(spawned.ok()) << spawned.status().ToString();
+    if (!spawned.ok())
+      return false;
+    child->spawned = std::move(*spawned);
+    pair->second.Reset();
+    auto peer = process_->Connect(std::move(pair->first),
+                                  child->spawned.pidfd.get(), name);
+    EXPECT_TRUE(peer.ok()) << peer.status().ToString();
+    if (!peer.ok())
+      return false;
+    EXPECT_EQ(peer->peer_name, name);
+    child->boot = peer->bootstrap_port;
+    return true;
+  }
+
+  int Reap(Child& child) {
+    auto status = WaitForExit(child.spawned, Deadline::In(kLong));
+    EXPECT_TRUE(status.ok()) << status.status().ToString();
+    child.reaped = status.ok();
+    return status.ok() ? ExitCode(*status) : -1;
+  }
+
+  // From the kernel's view of the child: no capability in any set, and no
+  // new privileges through exec.
+  static void ExpectPrivilegesDropped(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line, caps;
+    bool no_new_privs = false;
+    while (std::getline(in, line)) {
+      if (line.rfind("Cap", 0) == 0 && line.rfind("CapBnd", 0) != 0 &&
+          line.find("0000000000000000") == std::string::npos) {
+        caps += line + "; ";
+      }
+      if (line.rfind("NoNewPrivs:", 0) == 0)
+        no_new_privs = line.find('1') != std::string::npos;
+    }
+    EXPECT_TRUE(caps.empty()) << caps;
+    EXPECT_TRUE(no_new_privs);
+  }
+
+  bool HasLink(const ports::NodeName& peer) {
+    for (const LinkStats& link : process_->GetStats().router.links) {
+      if (link.peer == peer)
+        return true;
+    }
+    return false;
+  }
+
+  LinkStats HostileLink() {
+    for (const LinkStats& link : process_->GetStats().router.links) {
+      if (link.peer == kHostileName)
+        return link;
+    }
+    return LinkStats();
+  }
+
+  // The one drop the Router recorded: its reason (status code name first).
+  std::string DropReason() {
+    RouterStats stats = process_->GetStats().router;
+    EXPECT_EQ(stats.peers_dropped, 1u);
+    std::string out;
+    for (const auto& [reason, count] : stats.violations)
+      out += reason;
+    return out;
+  }
+
+  void ExpectDroppedFor(StatusCode code, const std::string& words) {
+    EXPECT_TRUE(WaitFor([&] { return !HasLink(kHostileName); }, kLong));
+    std::string reason = DropReason();
+    EXPECT_EQ(reason.rfind(StatusCodeName(code), 0), 0u) << reason;
+    EXPECT_NE(reason.find(words), std::string::npos) << reason;
+  }
+
+  uint64_t seed_ = 0;
+  std::unique_ptr<Process> process_;
+  std::unique_ptr<PortWaiter> waiter_;
+  std::unique_ptr<StreamEndpoint> stream_;
+  Child good_;
+  Child hostile_;
+  ports::NodeStats shape_before_;
+};
+
+// ---- Its outbound ring: the parent drops it with kCorrupt. ----
+
+TEST_F(HostileTest, GarbageInItsRingDropsItWithCorrupt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("garbage");
+  ExpectDroppedFor(StatusCode::kCorrupt, "inbound ring");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+TEST_F(HostileTest, TailMovedBackwardsDropsItWithCorrupt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("tail-backwards");
+  ExpectDroppedFor(StatusCode::kCorrupt, "inbound ring");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+TEST_F(HostileTest, FrameLengthPastTheEndDropsItWithCorrupt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("length-past-end");
+  ExpectDroppedFor(StatusCode::kCorrupt, "inbound ring");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// The ring the parent produces into: the child consumes honestly (one
+// message at a time, so the parent sees `head` move with the traffic), then
+// moves `head` back to 0. The parent notices at its next head refresh.
+TEST_F(HostileTest, HeadMovedBackwardsDropsItWithCorrupt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  const size_t size = 64 << 10;
+  // Twice the ring: the parent has refreshed `head` at least once.
+  const uint64_t honest = 2 * shm::kDefaultRingCapacity / size;
+  LaunchHostile("head-backwards", honest);
+  ports::Node& node = process_->node();
+  std::vector<uint8_t> payload(size, 0x42);
+  for (uint64_t i = 0; i < honest; ++i) {
+    ASSERT_EQ(SendBytes(node, hostile_.boot, payload), ports::OK);
+    if (i + 1 == honest)
+      break;  // After the last one `head` goes back instead.
+    ASSERT_TRUE(
+        WaitFor([&] { return HostileLink().outbound_fill == 0; }, kLong))
+        << "message " << i << " not consumed";
+  }
+  // `head` went back to 0 behind a tail past the capacity (the fill is
+  // clamped to it).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        LinkStats link = HostileLink();
+        return link.outbound_fill == link.outbound_capacity;
+      },
+      kLong));
+  for (int i = 0; i < 64 && HasLink(kHostileName); ++i)
+    (void)SendBytes(node, hostile_.boot, payload);
+  ExpectDroppedFor(StatusCode::kCorrupt, "outbound ring");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// ---- Events no honest peer sends: violation, dropped. ----
+
+TEST_F(HostileTest, MalformedEventDropsIt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("malformed-event");
+  ExpectDroppedFor(StatusCode::kCorrupt, "decode event");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// Believed, a broadcast ObserveProxy naming the good child's node (with no
+// port: "every port there") would close every route to it.
+TEST_F(HostileTest, ForgedBroadcastObserveProxyDropsItAndSparesTheGoodChild) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("forged-observe-proxy");
+  ExpectDroppedFor(StatusCode::kProtocolViolation,
+                   "broadcast ObserveProxy names a proxy on another node");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// ---- Stale or unknown targets: ignored and counted, not dropped. ----
+
+TEST_F(HostileTest, EventsToPortsNeverGivenAreIgnoredAndCounted) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  const uint64_t n = Scaled(700, 70);
+  LaunchHostile("unknown-ports", n);
+  EXPECT_TRUE(WaitFor([&] { return HostileLink().events_ignored >= n; }, kLong))
+      << "ignored: " << HostileLink().events_ignored;
+  EXPECT_EQ(HostileLink().events_ignored, n);
+  EXPECT_TRUE(HasLink(kHostileName)) << "dropped: " << DropReason();
+  EXPECT_EQ(process_->GetStats().router.peers_dropped, 0u);
+  ExpectGoodUntouched();
+  Status route = CheckRouteOpen(process_->node(), hostile_.boot);
+  EXPECT_TRUE(route.ok()) << "its own route: " << route.ToString();
+  // Now it leaves of its own accord: a death, not a drop.
+  ASSERT_EQ(SendText(process_->node(), hostile_.boot, "exit"), ports::OK);
+  ExpectHostileGoneGoodUntouched();
+  EXPECT_EQ(process_->GetStats().router.peers_dropped, 0u);
+  EXPECT_EQ(process_->GetStats().router.peer_deaths, 1u);
+  End();
+}
+
+// ---- Buffered events: bounded per peer. ----
+
+// User messages to its own route's port that claim another port of its node
+// as their previous peer: never next, so buffered — up to the limit, and
+// the one past it is a violation.
+TEST_F(HostileTest, ForgedPreviousPeerIsBufferedThenAViolation) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ProcessOptions options;
+  const uint64_t limit = 64;
+  options.node.limits.max_buffered_events_per_port = limit;
+  ASSERT_NO_FATAL_FAILURE(Begin(options));
+  LaunchHostile("forged-previous-peer", limit);
+  EXPECT_TRUE(WaitFor(
+      [&] { return process_->node().GetStats().buffered_events >= limit; },
+      kLong));
+  EXPECT_TRUE(HasLink(kHostileName));
+  EXPECT_EQ(process_->GetStats().router.peers_dropped, 0u);
+  ASSERT_EQ(SendText(process_->node(), hostile_.boot, "go"), ports::OK);
+  ExpectDroppedFor(StatusCode::kProtocolViolation, "too many early events");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// Early control events from its true port: the parent's memory for them
+// stays within the bound at every sample, and the event past it drops the
+// peer. (The hostile child owns one route here, so the per-port bound is its
+// per-peer bound.)
+TEST_F(HostileTest, EarlyControlFloodStaysWithinTheBound) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ProcessOptions options;
+  const uint64_t limit = 256;
+  options.node.limits.max_buffered_events_per_port = limit;
+  ASSERT_NO_FATAL_FAILURE(Begin(options));
+  LaunchHostile("early-control-flood", 4 * limit);
+  // What the good stream may hold buffered at once besides: its window.
+  const uint64_t slack_events = 64;
+  const uint64_t bound_bytes =
+      limit * (ports::kEventHeaderSize + 8) + slack_events * (4096 + 128);
+  uint64_t max_events = 0, max_bytes = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        ports::NodeStats s = process_->node().GetStats();
+        max_events = std::max<uint64_t>(max_events, s.buffered_events);
+        max_bytes = std::max<uint64_t>(max_bytes, s.buffered_event_bytes);
+        return !HasLink(kHostileName);
+      },
+      kLong));
+  printf("buffered at most %llu events, %llu bytes (bound %llu, %llu)\n",
+         static_cast<unsigned long long>(max_events),
+         static_cast<unsigned long long>(max_bytes),
+         static_cast<unsigned long long>(limit + slack_events),
+         static_cast<unsigned long long>(bound_bytes));
+  EXPECT_LE(max_events, limit + slack_events);
+  EXPECT_LE(max_bytes, bound_bytes);
+  ExpectDroppedFor(StatusCode::kProtocolViolation, "too many early events");
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+// ---- Its segments. ----
+
+// ftruncate fails in the child on both sealed segments (its exit status
+// says so); holes punched through the ring the parent reads turn every word
+// to 0: the parent reads an empty ring or reports kCorrupt (here its head
+// is past the zeroed tail), and never crashes.
+TEST_F(HostileTest, TruncateFailsAndAPunchedRingNeverCrashesTheParent) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile("truncate-and-punch");
+  bool dropped =
+      WaitFor([&] { return !HasLink(kHostileName); }, std::chrono::seconds(5));
+  if (dropped) {
+    std::string reason = DropReason();
+    EXPECT_EQ(reason.rfind(StatusCodeName(StatusCode::kCorrupt), 0), 0u)
+        << reason;
+    printf("punched ring: dropped (%s)\n", reason.c_str());
+  } else {
+    printf("punched ring: read as empty\n");
+    ASSERT_EQ(SendText(process_->node(), hostile_.boot, "exit"), ports::OK);
+  }
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+}  // namespace
+}  // namespace shmports::channel
