@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -30,6 +31,10 @@ void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n,
                 std::memory_order_relaxed);
 }
+
+// Prefetch granularity (a cache line) and how far the consumer asks ahead.
+constexpr uint64_t kPrefetchStride = 64;
+constexpr uint64_t kPrefetchBytes = 256;
 
 unsigned long long U(uint64_t v) {
   return static_cast<unsigned long long>(v);
@@ -279,6 +284,7 @@ Status Ring::Commit(Publish publish) {
   memcpy(data_ + reserved_pos_, &header, sizeof(header));
   tail_ += FrameBytes(reserved_length_);
   Bump(counters_.frames_committed, 1);
+  PrefetchNextFrame();
   Status status;
   bool wake = publish == Publish::kNow && PublishLocked(&status);
   producer_mu_.Unlock();
@@ -287,6 +293,19 @@ Status Ring::Commit(Publish publish) {
   if (wake)
     WakeConsumer();
   return status;
+}
+
+void Ring::PrefetchNextFrame() {
+  // Takes the lines the next small frame will be written to into this
+  // core's cache for writing while the producer is otherwise idle: without
+  // it the next Commit's seq_cst `tail` store waits for the frame's
+  // read-for-ownership misses (the lines were last touched a lap ago, often
+  // by the other core), and the consumer sees the frame that much later.
+  // A hint only: no fault is possible (the data area is followed by the
+  // guard page, and prefetches never fault).
+  uint64_t pos = tail_ & mask_;
+  __builtin_prefetch(data_ + pos, 1);
+  __builtin_prefetch(data_ + ((pos + kPrefetchStride) & mask_), 1);
 }
 
 void Ring::Abandon() {
@@ -534,6 +553,12 @@ Result<size_t> Ring::DrainImpl(FrameFn fn, void* ctx, size_t max_frames) {
     return consumer_error_;
   SHMPORTS_ASSIGN_OR_RETURN(uint64_t tail, LoadTail());
   uint64_t head = head_;
+  // Asks for the first published lines at once, so the header's miss and
+  // the payload's misses overlap instead of following one another (the
+  // payload copy starts only after the header was checked).
+  const uint64_t ahead = std::min<uint64_t>(tail - head, kPrefetchBytes);
+  for (uint64_t off = 0; off < ahead; off += kPrefetchStride)
+    __builtin_prefetch(data_ + ((head + off) & mask_), 0);
   size_t delivered = 0;
   Status bad;
   while (head != tail && delivered < max_frames) {

@@ -290,6 +290,7 @@ class Ring {
   // Publishes tail_; returns whether the consumer must be woken.
   bool PublishLocked(Status* error) REQUIRES(producer_mu_);
   void WakeConsumer();
+  void PrefetchNextFrame() REQUIRES(producer_mu_);
   Result<bool> SpaceAvailable(uint32_t length) EXCLUDES(producer_mu_);
   void SetProducerWaiting(bool waiting) EXCLUDES(wait_mu_);
 
