@@ -1,6 +1,7 @@
 #include "core/ports/message_queue.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace shmports::ports {
 namespace {
@@ -45,6 +46,22 @@ void MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent> message,
   heap_.push_back(std::move(message));
   std::push_heap(heap_.begin(), heap_.end(), LaterMessage);
   *has_next_message = signalable_ && HasNextMessage();
+}
+
+uint64_t MessageQueue::LastContiguousSequenceNum() const {
+  std::vector<uint64_t> queued;
+  queued.reserve(heap_.size());
+  for (const auto& message : heap_)
+    queued.push_back(message->sequence_num());
+  std::sort(queued.begin(), queued.end());
+  uint64_t last = next_sequence_num_ - 1;
+  for (uint64_t seq : queued) {
+    if (seq == last + 1)
+      last = seq;
+    else if (seq > last + 1)
+      break;
+  }
+  return last;
 }
 
 void MessageQueue::TakeAllMessages(

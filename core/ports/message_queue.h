@@ -64,6 +64,11 @@ class MessageQueue {
   // own messages before the embedder has seen the port (Node::GetMessage).
   void set_signalable(bool signalable) { signalable_ = signalable; }
 
+  // The highest sequence number up to which every message has been taken
+  // or is queued (next_sequence_num() - 1 when the next one is missing).
+  // Linear in the queue plus a sort; for the node-loss path, not hot.
+  uint64_t LastContiguousSequenceNum() const;
+
   size_t queued_message_count() const { return heap_.size(); }
   size_t queued_num_bytes() const { return total_queued_bytes_; }
 

@@ -1016,6 +1016,8 @@ void Node::ErasePort(const PortName& port_name) {
     locker.port()->message_queue.TakeAllMessages(&messages);
     locker.port()->TakePendingMessages(&pending_messages);
   }
+  // Messages left beyond a gap no one will fill carry ports that would leak.
+  ClosePortsInMessages(messages);
   ClosePendingMessagePorts(pending_messages);
 }
 

@@ -665,7 +665,9 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
       }
       // A proxy: nothing more will reach it. Tell the route ahead where its
       // stream ends, then go.
-      uint64_t last = port->message_queue.next_sequence_num() - 1;
+      // Messages it holds but has not forwarded yet (a port sent away
+      // unread, still buffering) are part of the stream.
+      uint64_t last = port->message_queue.LastContiguousSequenceNum();
       port->remove_proxy_on_last_message = true;
       port->last_sequence_num_to_receive = last;
       closure_target = port->peer_node_name;

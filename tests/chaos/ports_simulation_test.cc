@@ -449,6 +449,75 @@ TEST(PortsSimulationTest,
   EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
 }
 
+// Found by seed 757 (SHMPORTS_SIM_OPS=40 SHMPORTS_SIM_NODES=3
+// SHMPORTS_SIM_STRICT=1). e7 on A holds two unread messages from its peer e6
+// on L when it is sent to B; L dies while the proxy e7 is still buffering.
+// The proxy told the route its stream ended at "next to read - 1" (0), so
+// after forwarding the two messages it waited forever for messages up to 0
+// and stayed. The end is the last message it holds in order (2).
+TEST(PortsSimulationTest,
+     BufferingProxyWithUnreadMessagesGoesAfterItsPrevIsLost) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(3, &rng);
+  const int kA = 0, kL = 1, kB = 2;
+  auto span = [&](int a, int b, PortRef* on_a, PortRef* on_b) {
+    ASSERT_EQ(net.node(a).CreateUninitializedPort(on_a), OK);
+    ASSERT_EQ(net.node(b).CreateUninitializedPort(on_b), OK);
+    ASSERT_EQ(net.node(a).InitializePort(*on_a, net.name(b), on_b->name(),
+                                         net.name(b), on_b->name()),
+              OK);
+    ASSERT_EQ(net.node(b).InitializePort(*on_b, net.name(a), on_a->name(),
+                                         net.name(a), on_a->name()),
+              OK);
+  };
+  PortRef e6, e7, ca, cb;
+  span(kL, kA, &e6, &e7);
+  span(kA, kB, &ca, &cb);
+  ASSERT_EQ(net.node(kL).SendUserMessage(e6, TextMessage("1")), OK);
+  ASSERT_EQ(net.node(kL).SendUserMessage(e6, TextMessage("2")), OK);
+  while (net.DeliverFrom(kL, kA)) {
+  }
+  auto carrier = TextMessage("carry e7", 1);
+  carrier->ports()[0] = e7.name();
+  ASSERT_EQ(net.node(kA).SendUserMessage(ca, std::move(carrier)), OK);
+  net.RemoveNode(kL);
+  ASSERT_TRUE(net.DeliverFrom(kL, kA));  // A: LostConnectionToNode(L).
+  // The proxy's traffic reaches B before B hears of L's loss (after it, B
+  // drops what is still in flight from a lost peer, as Mojo does).
+  for (bool moved = true; moved;) {
+    moved = net.DeliverFrom(kA, kB) || net.DeliverFrom(kB, kA) ||
+            net.DeliverFrom(kA, kA) || net.DeliverFrom(kB, kB);
+  }
+  net.DrainAll();
+  EXPECT_EQ(net.node(kA).GetStats().proxies, 0u);
+
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(net.node(kB).GetMessage(cb, &message, nullptr), OK);
+  ASSERT_TRUE(message);
+  ASSERT_EQ(message->num_ports(), 1u);
+  PortRef moved;
+  ASSERT_EQ(net.node(kB).GetPort(message->ports()[0], &moved), OK);
+  std::vector<std::string> read;
+  int rv = OK;
+  for (int i = 0; i < 4; ++i) {
+    rv = net.node(kB).GetMessage(moved, &message, nullptr);
+    if (rv != OK || !message)
+      break;
+    read.emplace_back(message->message().AsStringView());
+  }
+  EXPECT_EQ(read, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(rv, ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(net.node(kB).ClosePort(moved), OK);
+  EXPECT_EQ(net.node(kB).ClosePort(cb), OK);
+  net.DrainAll();
+  EXPECT_EQ(net.node(kA).ClosePort(ca), OK);
+  net.DrainAll();
+  EXPECT_EQ(net.node(kA).GetStats().ports, 0u);
+  EXPECT_EQ(net.node(kB).GetStats().ports, 0u);
+  EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
+}
+
 // Found by seed 135 (SHMPORTS_SIM_OPS=30 SHMPORTS_SIM_NODES=3), fixed in
 // core/ports by df00b0a. A port sent to node L becomes a buffering proxy
 // here; L dies before accepting it. The proxy turns into a zombie that
