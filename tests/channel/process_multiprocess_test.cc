@@ -184,6 +184,89 @@ TEST_P(ProcessMultiprocessTest, ExchangeMessagesBothWaysWithChild) {
   EXPECT_EQ(node.ClosePort(boot), ports::OK);
 }
 
+// Log-uniform sizes 1 B .. 2 MiB against 1 MiB rings, both ways at once:
+// every message above 256 KiB (the largest frame) is a fragment stream.
+TEST_P(ProcessMultiprocessTest, LargeMessagesBothWaysWithChild) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  Child child = Launch("serve");
+  ASSERT_TRUE(child.peer.ok()) << child.peer.status().ToString();
+  ports::Node& node = process_->node();
+  const ports::PortRef boot = child.peer->bootstrap_port;
+  constexpr size_t kMax = size_t{2} << 20;
+  // 10k x scale in all, split over the two identity modes.
+  const uint64_t n = Scaled(5000, 100);
+  const std::string args = std::to_string(n) + " ";
+  ASSERT_EQ(SendText(node, boot,
+                     "stream " + args + std::to_string(seed + 1) + " " +
+                         std::to_string(kMax)),
+            ports::OK);
+  ASSERT_EQ(SendText(node, boot,
+                     "expect " + args + std::to_string(seed) + " " +
+                         std::to_string(kMax)),
+            ports::OK);
+  std::atomic<int> sent{-1};
+  std::thread sender(
+      [&] { sent = SendPattern(node, *waiter_, boot, seed, n, kMax, 16); });
+  auto read = ReadPattern(node, *waiter_, boot, seed + 1, n, kMax);
+  sender.join();
+  EXPECT_EQ(sent, ports::OK);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, n);
+  EXPECT_EQ(ReadText(boot), "verified " + std::to_string(n));
+  ProcessStats stats = process_->GetStats();
+  ASSERT_EQ(stats.router.links.size(), 1u);
+  const LinkStats& link = stats.router.links[0];
+  EXPECT_GT(link.fragments_sent, 0u);
+  EXPECT_GT(link.fragments_received, 0u);
+  EXPECT_EQ(stats.router.peers_dropped, 0u);
+  printf(
+      "large: %llu messages each way, %llu/%llu fragments sent/received, "
+      "%llu MiB sent, overflow high water %llu events / %llu KiB\n",
+      (unsigned long long)n, (unsigned long long)link.fragments_sent,
+      (unsigned long long)link.fragments_received,
+      (unsigned long long)(link.bytes_sent >> 20),
+      (unsigned long long)link.overflow_high_water,
+      (unsigned long long)(link.overflow_bytes_high_water >> 10));
+  ASSERT_EQ(SendText(node, boot, "exit"), ports::OK);
+  EXPECT_EQ(Reap(child), 0);
+  EXPECT_TRUE(
+      WaitFor([&] { return process_->GetStats().router.links.empty(); }));
+  EXPECT_EQ(node.ClosePort(boot), ports::OK);
+}
+
+// The child floods (most of it queued behind a full ring), says goodbye and
+// exits: everything it sent arrives, in order, then peer_closed, counted
+// as a goodbye and not as a death.
+TEST_P(ProcessMultiprocessTest, ChildGoodbyeDeliversEverythingThenClosed) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(SeedTrace(seed));
+  Child child = Launch("serve");
+  ASSERT_TRUE(child.peer.ok()) << child.peer.status().ToString();
+  ports::Node& node = process_->node();
+  const ports::PortRef boot = child.peer->bootstrap_port;
+  constexpr size_t kMax = 64 * 1024;
+  const uint64_t n = Scaled(2000, 200);
+  ASSERT_EQ(SendText(node, boot,
+                     "flood-goodbye " + std::to_string(n) + " " +
+                         std::to_string(seed) + " " + std::to_string(kMax)),
+            ports::OK);
+  auto read = ReadPattern(node, *waiter_, boot, seed, n, kMax);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, n);
+  auto closed = ReadMessage(node, *waiter_, boot);
+  EXPECT_EQ(closed.status().code(), StatusCode::kPeerClosed)
+      << closed.status().ToString();
+  EXPECT_EQ(Reap(child), 0);
+  EXPECT_TRUE(
+      WaitFor([&] { return process_->GetStats().router.links.empty(); }));
+  ProcessStats stats = process_->GetStats();
+  EXPECT_EQ(stats.router.goodbyes_received, 1u);
+  EXPECT_EQ(stats.router.peer_deaths, 0u);
+  EXPECT_EQ(stats.router.peers_dropped, 0u);
+  EXPECT_EQ(node.ClosePort(boot), ports::OK);
+}
+
 TEST_P(ProcessMultiprocessTest, PortsCrossToChildAndBackWithoutProxies) {
   Child child = Launch("serve");
   ASSERT_TRUE(child.peer.ok()) << child.peer.status().ToString();

@@ -40,9 +40,16 @@ Result<Process::Accepted> AcceptOn(int fd, const ProcessOptions& options = {}) {
 }
 
 // Commands (text messages on the bootstrap port):
-//   "stream <n> <seed>"  send n pattern messages from a second thread
-//   "expect <n> <seed>"  read n pattern messages, wait for the stream to
+//   "stream <n> <seed> [<max>]"
+//                        send n pattern messages of up to <max> bytes
+//                        (default: the largest frame) from a second thread
+//   "expect <n> <seed> [<max>]"
+//                        read n pattern messages, wait for the stream to
 //                        finish, reply "verified <intact count>"
+//   "flood-goodbye <n> <seed> <max>"
+//                        send n pattern messages without waiting for
+//                        credit (most wait in the overflow queue), then
+//                        Process::Shutdown and exit 0 (5 if it failed)
 //   "port" + 1 port      echo each message on that port until "return",
 //                        then send the port back with "back"
 //   "stats"              reply "proxies=<n>" once proxies are 0 (or 5 s)
@@ -64,14 +71,28 @@ int Serve(int fd) {
     if (!message.ok())
       return message.status().code() == StatusCode::kPeerClosed ? 0 : 4;
     std::string text = TextOf(**message);
-    unsigned long long n = 0, seed = 0;
-    if (sscanf(text.c_str(), "stream %llu %llu", &n, &seed) == 2) {
-      sender = std::thread([&, n, seed] {
-        send_result =
-            SendPattern(node, waiter, boot, seed, n, kMaxFramePayload);
+    unsigned long long n = 0, seed = 0, max = kMaxFramePayload;
+    if (sscanf(text.c_str(), "stream %llu %llu %llu", &n, &seed, &max) >= 2) {
+      // At most 16 unread messages of up to 2 MiB: far below the overflow
+      // budget whatever the sizes.
+      sender = std::thread([&, n, seed, max] {
+        send_result = SendPattern(node, waiter, boot, seed, n, max, 16);
       });
-    } else if (sscanf(text.c_str(), "expect %llu %llu", &n, &seed) == 2) {
-      auto read = ReadPattern(node, waiter, boot, seed, n, kMaxFramePayload);
+    } else if (sscanf(text.c_str(), "flood-goodbye %llu %llu %llu", &n, &seed,
+                      &max) == 3) {
+      for (uint64_t i = 0; i < n; ++i) {
+        if (SendBytes(node, boot, MakePayload(seed, i, max)) != ports::OK)
+          return 5;
+      }
+      Status bye = process.Shutdown(Deadline::In(std::chrono::seconds(60)));
+      if (!bye.ok()) {
+        fprintf(stderr, "child: %s\n", bye.ToString().c_str());
+        return 5;
+      }
+      return 0;
+    } else if (sscanf(text.c_str(), "expect %llu %llu %llu", &n, &seed, &max) >=
+               2) {
+      auto read = ReadPattern(node, waiter, boot, seed, n, max);
       if (sender.joinable())
         sender.join();
       uint64_t ok = read.ok() ? *read : 0;
