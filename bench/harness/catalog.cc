@@ -1,6 +1,7 @@
 #include "bench/harness/catalog.h"
 
 #include "bench/harness/baselines.h"
+#include "bench/harness/process_subject.h"
 #include "bench/harness/ring_subject.h"
 
 namespace shmports::bench {
@@ -16,6 +17,7 @@ const std::vector<std::unique_ptr<Subject>>& AllSubjects() {
     list->push_back(MakeUnixStreamSubject());
     list->push_back(MakePipeSubject());
     list->push_back(MakeMessageQueueSubject());
+    list->push_back(MakeProcessSubject());
     return list;
   }();
   return *subjects;
@@ -88,6 +90,45 @@ const std::vector<RatioSpec>& AllRatios() {
        .baseline = "memcpy",
        .pattern = Pattern::kOneWay,
        .size = 65536,
+       .metric = Metric::kGigabytesPerSecond},
+      // The whole stack (issue 7: Process/Router/Node, no user API yet),
+      // next to the raw Ring and the Unix stream socket. The ARCHITECTURE.md
+      // whole-stack targets belong to the user API; reported here.
+      {.figure = "Process 64 B round trip vs raw Ring",
+       .subject = "process",
+       .baseline = "ring-busy",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kTripTime},
+      {.figure = "Process 64 B round trip vs Unix stream",
+       .subject = "process",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kTripTime},
+      {.figure = "Process 64 B one-way msgs/s vs Unix stream",
+       .subject = "process",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 64,
+       .metric = Metric::kMessagesPerSecond},
+      {.figure = "Process 64 KiB one-way GB/s vs Unix stream",
+       .subject = "process",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 65536,
+       .metric = Metric::kGigabytesPerSecond},
+      {.figure = "Process 1 MiB one-way GB/s vs Unix stream",
+       .subject = "process",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 1 << 20,
+       .metric = Metric::kGigabytesPerSecond},
+      {.figure = "Process 1 MiB one-way GB/s vs memcpy",
+       .subject = "process",
+       .baseline = "memcpy",
+       .pattern = Pattern::kOneWay,
+       .size = 1 << 20,
        .metric = Metric::kGigabytesPerSecond},
       // Baseline against baseline: reported so a reader can see how the
       // machine behaved in this run.
