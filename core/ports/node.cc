@@ -309,6 +309,7 @@ int Node::SendUserMessage(const PortRef& port_ref,
   if (!message)
     return ERROR_INVALID_ARGUMENT;
   int rv = SendUserMessageInternal(port_ref, &message);
+  MaybeFlushLostRoutes();
   if (rv != OK && message) {
     // The message is not going anywhere: its ports would leak. Never close
     // the sending port itself, even if it was (wrongly) attached.
@@ -380,6 +381,13 @@ int Node::SetAcknowledgeRequestInterval(
 }
 
 AcceptResult Node::AcceptEvent(const NodeName& from_node, ScopedEvent event) {
+  AcceptResult result = AcceptEventInternal(from_node, std::move(event));
+  MaybeFlushLostRoutes();
+  return result;
+}
+
+AcceptResult Node::AcceptEventInternal(const NodeName& from_node,
+                                       ScopedEvent event) {
   if (!event)
     return AcceptResult::Violation("null event");
   PortRef port_ref;
@@ -905,12 +913,18 @@ AcceptResult Node::OnUpdatePreviousPeer(
       !event->new_port_name().is_valid()) {
     return AcceptResult::Violation("UpdatePreviousPeer to an invalid name");
   }
+  MutexLock ports_lock(&ports_lock_);
   SinglePortLocker locker(&port_ref);
   Port* port = locker.port();
   port->prev_node_name = event->new_node_name();
   port->prev_port_name = event->new_port_name();
   // AcceptEvent increments after the handler: the new sender starts at 1.
   port->next_control_sequence_num_to_receive = kInitialSequenceNum - 1;
+  if (lost_nodes_.count(port->prev_node_name) != 0) {
+    // Handed over to a port whose node is already lost: nothing will come.
+    lost_prevs_to_flush_.emplace_back(port_ref, port->prev_node_name);
+    lost_flush_pending_.store(true, std::memory_order_release);
+  }
   return AcceptResult::Ok();
 }
 
@@ -973,6 +987,7 @@ int Node::AddPortWithName(const PortName& port_name,
   if (port->peer_port_name.is_valid()) {
     peer_port_maps_[port->peer_node_name][port->peer_port_name].insert(
         port_name);
+    NoteLostPeer(port->peer_node_name);
   }
   if (port->adopted_unread_from.is_valid()) {
     ++unread_ports_by_peer_[port->adopted_unread_from];
@@ -1031,6 +1046,36 @@ void Node::UpdatePortPeerAddress(const PortName& local_port_name,
   local_port->next_control_sequence_num_to_send = kInitialSequenceNum;
   if (new_peer_port.is_valid()) {
     peer_port_maps_[new_peer_node][new_peer_port].insert(local_port_name);
+    NoteLostPeer(new_peer_node);
+  }
+}
+
+void Node::NoteLostPeer(const NodeName& node) {
+  if (lost_nodes_.count(node) == 0)
+    return;
+  lost_peers_to_flush_.push_back(node);
+  lost_flush_pending_.store(true, std::memory_order_release);
+}
+
+void Node::FlushLostRoutes() {
+  for (;;) {
+    std::vector<NodeName> peers;
+    std::vector<std::pair<PortRef, NodeName>> prevs;
+    {
+      MutexLock lock(&ports_lock_);
+      if (lost_peers_to_flush_.empty() && lost_prevs_to_flush_.empty()) {
+        lost_flush_pending_.store(false, std::memory_order_release);
+        return;
+      }
+      peers.swap(lost_peers_to_flush_);
+      prevs.swap(lost_prevs_to_flush_);
+    }
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    for (const NodeName& node : peers)
+      DestroyAllPortsWithPeer(node, kInvalidPortName);
+    for (const auto& [port_ref, node] : prevs)
+      OnPreviousPeerLost(port_ref, node);
   }
 }
 

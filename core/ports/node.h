@@ -29,6 +29,7 @@
 #ifndef SHMPORTS_CORE_PORTS_NODE_H_
 #define SHMPORTS_CORE_PORTS_NODE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -299,6 +300,19 @@ class Node {
   void DestroyAllPortsWithPeer(const NodeName& node_name,
                                const PortName& port_name);
   void DestroyAllPortsWithPrev(const NodeName& node_name);
+  // One port whose previous peer is on the lost `node_name`.
+  void OnPreviousPeerLost(const PortRef& port_ref, const NodeName& node_name);
+  // Routes that reached a lost node after LostConnectionToNode ran (a port
+  // arriving or re-pointed at a port there) are noted under ports_lock_ and
+  // handled here, once no lock is held, at the end of the public call.
+  void NoteLostPeer(const NodeName& node) REQUIRES(ports_lock_);
+  void FlushLostRoutes();
+  void MaybeFlushLostRoutes() {
+    if (lost_flush_pending_.load(std::memory_order_acquire))
+      FlushLostRoutes();
+  }
+  AcceptResult AcceptEventInternal(const NodeName& from_node,
+                                   ScopedEvent event);
   void ClosePortsInMessages(
       const std::vector<std::unique_ptr<UserMessageEvent>>& messages);
   void ClosePendingMessagePorts(
@@ -341,6 +355,14 @@ class Node {
   // peer node → ports it sent us that are not read yet.
   std::unordered_map<NodeName, size_t> unread_ports_by_peer_
       GUARDED_BY(ports_lock_);
+  // Nodes LostConnectionToNode was called for (one name per lost peer for
+  // the node's life: names are never reused).
+  std::unordered_set<NodeName> lost_nodes_ GUARDED_BY(ports_lock_);
+  std::vector<NodeName> lost_peers_to_flush_ GUARDED_BY(ports_lock_);
+  std::vector<std::pair<PortRef, NodeName>> lost_prevs_to_flush_
+      GUARDED_BY(ports_lock_);
+  // Set with the lists above; read without the lock on every public call.
+  std::atomic<bool> lost_flush_pending_{false};
 };
 
 }  // namespace shmports::ports

@@ -410,6 +410,7 @@ int Node::MergePorts(const PortRef& port_ref,
       std::make_unique<MergePortEvent>(destination_port_name, kInvalidPortName,
                                        kInvalidSequenceNum, new_port_name,
                                        new_port_descriptor));
+  MaybeFlushLostRoutes();
   return OK;
 }
 
@@ -472,8 +473,10 @@ int Node::MergeLocalPorts(const PortRef& port0_ref, const PortRef& port1_ref) {
       port0_ref.name() == port1_ref.name()) {
     return ERROR_INVALID_ARGUMENT;
   }
-  return MergePortsInternal(port0_ref, port1_ref,
-                            /*allow_close_on_bad_state=*/true);
+  int rv = MergePortsInternal(port0_ref, port1_ref,
+                              /*allow_close_on_bad_state=*/true);
+  MaybeFlushLostRoutes();
+  return rv;
 }
 
 int Node::MergePortsInternal(const PortRef& port0_ref,
@@ -601,8 +604,13 @@ int Node::MergePortsInternal(const PortRef& port0_ref,
 int Node::LostConnectionToNode(const NodeName& node) {
   if (!node.is_valid())
     return ERROR_INVALID_ARGUMENT;
+  {
+    MutexLock lock(&ports_lock_);
+    lost_nodes_.insert(node);
+  }
   DestroyAllPortsWithPeer(node, kInvalidPortName);
   DestroyAllPortsWithPrev(node);
+  MaybeFlushLostRoutes();
   return OK;
 }
 
@@ -618,7 +626,13 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
     for (auto& [name, port] : ports_)
       matching.emplace_back(name, port);
   }
-  for (const PortRef& port_ref : matching) {
+  for (const PortRef& port_ref : matching)
+    OnPreviousPeerLost(port_ref, node_name);
+}
+
+void Node::OnPreviousPeerLost(const PortRef& port_ref,
+                              const NodeName& node_name) {
+  {
     // Events a surviving successor already sent us wait in the early-event
     // buffer for the lost hop's UpdatePreviousPeer, which may have had its
     // number but never left that node. Nothing else can fill that gap: let
@@ -644,7 +658,7 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
       FinishEventAndDrain(port_ref, /*increment_first=*/false);
     }
     if (!prev_lost)
-      continue;
+      return;
     ScopedEvent closure_event;
     NodeName closure_target;
     bool notify = false;
@@ -654,31 +668,31 @@ void Node::DestroyAllPortsWithPrev(const NodeName& node_name) {
       Port* port = locker.port();
       if (port->peer_node_name == node_name || port->peer_closed ||
           port->state == Port::kClosed || port->state == Port::kUninitialized) {
-        continue;
+        return;
       }
       port->peer_closed = true;
       if (port->state == Port::kReceiving) {
         // Like a broken pipe: read what is in order, then peer closed.
         port->peer_lost_unexpectedly = true;
         notify = true;
-        continue;
-      }
-      // A proxy: nothing more will reach it. Tell the route ahead where its
-      // stream ends, then go.
-      // Messages it holds but has not forwarded yet (a port sent away
-      // unread, still buffering) are part of the stream.
-      uint64_t last = port->message_queue.LastContiguousSequenceNum();
-      port->remove_proxy_on_last_message = true;
-      port->last_sequence_num_to_receive = last;
-      closure_target = port->peer_node_name;
-      closure_event = std::make_unique<ObserveClosureEvent>(
-          port->peer_port_name, port_ref.name(),
-          port->next_control_sequence_num_to_send++, last);
-      if (port->state == Port::kBuffering) {
-        port->control_message_queue.emplace_back(closure_target,
-                                                 std::move(closure_event));
       } else {
-        try_remove_proxy = true;
+        // A proxy: nothing more will reach it. Tell the route ahead where
+        // its stream ends, then go. Messages it holds but has not forwarded
+        // yet (a port sent away unread, still buffering) are part of the
+        // stream.
+        uint64_t last = port->message_queue.LastContiguousSequenceNum();
+        port->remove_proxy_on_last_message = true;
+        port->last_sequence_num_to_receive = last;
+        closure_target = port->peer_node_name;
+        closure_event = std::make_unique<ObserveClosureEvent>(
+            port->peer_port_name, port_ref.name(),
+            port->next_control_sequence_num_to_send++, last);
+        if (port->state == Port::kBuffering) {
+          port->control_message_queue.emplace_back(closure_target,
+                                                   std::move(closure_event));
+        } else {
+          try_remove_proxy = true;
+        }
       }
     }
     if (closure_event) {
