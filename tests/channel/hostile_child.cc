@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "channel/connection.h"
+#include "channel/fragment.h"
 #include "channel/frame_kinds.h"
 #include "channel/process.h"
 #include "core/ports/event.h"
@@ -517,6 +518,59 @@ int PlayTruncateAndPunch(Hostile& h) {
   return kOk;
 }
 
+// A fragment stream (frame kind 17) that lies as `lie` says. Every lie is
+// written after an honest start where the lie needs one.
+int PlayLyingFragments(Hostile& h, const std::string& lie) {
+  std::vector<uint8_t> data(4500, 0x33);
+  const uint64_t total = 5000;
+  auto fragment = [&](uint64_t stream_total, uint64_t offset, size_t length) {
+    return h.WriteFrame(
+        kEventFragmentFrameKind,
+        EncodeFragment(stream_total, offset,
+                       std::span<const uint8_t>(data).first(length)));
+  };
+  if (lie == "beyond-limit")
+    return fragment(kDefaultMaxMessageBytes + 1, 0, 1000) ? kOk : kSetupError;
+  if (lie == "first-not-at-zero")
+    return fragment(total, 100, 1000) ? kOk : kSetupError;
+  if (lie == "undecodable-content") {
+    // A whole, well-cut stream whose bytes are no event.
+    std::vector<uint8_t> event =
+        h.UserMessage(h.conn().peer_bootstrap_port(), kHostileBoot, 1, 1, 64)
+            ->SerializeToVector();
+    uint32_t num_ports = 1000;
+    std::memcpy(event.data() + ports::kEventHeaderSize + 8, &num_ports, 4);
+    size_t half = event.size() / 2;
+    std::span<const uint8_t> bytes(event);
+    return h.WriteFrame(kEventFragmentFrameKind,
+                        EncodeFragment(event.size(), 0, bytes.first(half))) &&
+                   h.WriteFrame(
+                       kEventFragmentFrameKind,
+                       EncodeFragment(event.size(), half, bytes.subspan(half)))
+               ? kOk
+               : kSetupError;
+  }
+  if (!fragment(total, 0, 1000))
+    return kSetupError;
+  bool ok = false;
+  if (lie == "overlap")
+    ok = fragment(total, 500, 1000);
+  else if (lie == "gap")
+    ok = fragment(total, 1500, 1000);
+  else if (lie == "total-changes")
+    ok = fragment(total + 1000, 1000, 1000);
+  else if (lie == "past-end")
+    ok = fragment(total, 1000, 4500);
+  else if (lie == "restart")
+    ok = fragment(total, 0, 1000);
+  else if (lie == "event-in-the-middle")
+    ok = h.WriteEvent(
+        *h.UserMessage(h.conn().peer_bootstrap_port(), kHostileBoot, 1, 1));
+  else
+    return 64;
+  return ok ? kOk : kSetupError;
+}
+
 int Play(Hostile& h,
          const std::string& scenario,
          uint64_t seed,
@@ -542,6 +596,8 @@ int Play(Hostile& h,
     return PlayEarlyControlFlood(h, n);
   if (scenario == "truncate-and-punch")
     return PlayTruncateAndPunch(h);
+  if (scenario.rfind("fragments-", 0) == 0)
+    return PlayLyingFragments(h, scenario.substr(10));
   fprintf(stderr, "hostile child: unknown scenario '%s'\n", scenario.c_str());
   return 64;
 }

@@ -353,6 +353,54 @@ TEST_F(HostileTest, ForgedBroadcastObserveProxyDropsItAndSparesTheGoodChild) {
   End();
 }
 
+// A fragment stream that lies (channel/fragment.h lists the rules), one
+// lie per run.
+struct FragmentLie {
+  const char* name;
+  StatusCode code;
+  const char* words;
+};
+
+class HostileFragmentTest : public HostileTest,
+                            public ::testing::WithParamInterface<FragmentLie> {
+};
+
+TEST_P(HostileFragmentTest, LyingFragmentStreamDropsIt) {
+  SCOPED_TRACE(SeedTrace(seed_));
+  ASSERT_NO_FATAL_FAILURE(Begin());
+  LaunchHostile(std::string("fragments-") + GetParam().name);
+  ExpectDroppedFor(GetParam().code, GetParam().words);
+  ExpectHostileGoneGoodUntouched();
+  End();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Lies,
+    HostileFragmentTest,
+    ::testing::Values(
+        FragmentLie{"beyond-limit", StatusCode::kProtocolViolation,
+                    "beyond the largest message"},
+        FragmentLie{"first-not-at-zero", StatusCode::kProtocolViolation,
+                    "starts at offset 100"},
+        FragmentLie{"overlap", StatusCode::kProtocolViolation, "(overlap)"},
+        FragmentLie{"gap", StatusCode::kProtocolViolation, "(gap)"},
+        FragmentLie{"total-changes", StatusCode::kProtocolViolation,
+                    "announces a total of 6000 bytes"},
+        FragmentLie{"past-end", StatusCode::kProtocolViolation,
+                    "runs past the stream's end"},
+        FragmentLie{"restart", StatusCode::kProtocolViolation,
+                    "a new fragment stream before the old one finished"},
+        FragmentLie{"event-in-the-middle", StatusCode::kProtocolViolation,
+                    "an event frame in the middle of a fragment stream"},
+        FragmentLie{"undecodable-content", StatusCode::kCorrupt,
+                    "decode event"}),
+    [](const ::testing::TestParamInfo<FragmentLie>& lie) {
+      std::string name;
+      for (const char* c = lie.param.name; *c != '\0'; ++c)
+        name += *c == '-' ? '_' : *c;
+      return name;
+    });
+
 // ---- Stale or unknown targets: ignored and counted, not dropped. ----
 
 TEST_F(HostileTest, EventsToPortsNeverGivenAreIgnoredAndCounted) {
