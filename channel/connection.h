@@ -113,8 +113,9 @@ class Connection {
 
   shm::Ring& outbound_ring() { return *out_ring_; }
   shm::Ring& inbound_ring() { return *in_ring_; }
-  // The control page of the outbound ring, for the producer-waiting flag
-  // that shm::Ring does not expose (see Router's space watch).
+  // The control page of the outbound ring, for fill statistics (and for
+  // tests that play a misbehaving producer). Space waits go through
+  // shm::Ring::AnnounceSpaceWait, not through this page.
   shm::RingControl* outbound_control() const;
   // The control page of the inbound ring, for fill statistics only (the
   // peer writes it; never trusted).

@@ -49,7 +49,9 @@
 //
 // Threads and locks: links_mu_ guards the link table; each Link's mu guards
 // its overflow queue and closed flag and is taken before the ring's
-// producer mutex. No Router lock is held while calling the Node or an
+// producer mutex; flush_mu_ (SendGoodbyes' wait) is never held with a
+// link's mu. Each Link's fragment assembler and goodbye flag belong to the
+// io thread. No Router lock is held while calling the Node or an
 // observer. Observers run on whatever thread triggers them (the io thread
 // for deaths and inbound events); they must not block for long.
 //
