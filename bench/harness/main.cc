@@ -17,6 +17,7 @@
 #include "bench/harness/catalog.h"
 #include "bench/harness/cleanup.h"
 #include "bench/harness/clock.h"
+#include "bench/harness/death.h"
 #include "bench/harness/launcher.h"
 #include "bench/harness/report.h"
 #include "bench/harness/runner.h"
@@ -259,7 +260,40 @@ int main(int argc, char** argv) {
   peer_cmd->add_option("--value", peer.values);
   peer_cmd->add_flag("--stall", peer.stall);
 
+  // Peer-death detection latency (issue 6), a measurement of its own.
+  int death_trials = 50;
+  CLI::App* death_cmd = app.add_subcommand(
+      "death",
+      "Peer death -> peer_closed latency through channel::Process, next to "
+      "kernel baselines (SIGKILL -> pidfd readable); see death.h");
+  death_cmd->add_option("--trials", death_trials, "Kills of each kind")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  // Its peer role. Hidden.
+  std::string death_mode;
+  int death_fd = -1;
+  CLI::App* death_peer_cmd = app.add_subcommand("death-peer", "");
+  death_peer_cmd->group("");
+  death_peer_cmd->add_option("--mode", death_mode)->required();
+  death_peer_cmd->add_option("--fd", death_fd)->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (death_peer_cmd->parsed())
+    return shmports::bench::RunDeathPeer(death_mode, death_fd);
+  if (death_cmd->parsed()) {
+    shmports::bench::DeathOptions death;
+    death.exe = shmports::bench::SelfPath();
+    death.trials = death_trials;
+    death.json = options.json;
+    death.quiet = options.quiet;
+    shmports::bench::PinPlan pin =
+        shmports::bench::PinParent(!options.no_pin, options.cpus);
+    death.peer_cpu = pin.pinned ? pin.peer_cpu : -1;
+    if (!options.json)
+      std::printf("pinning: %s\n", pin.note.c_str());
+    return shmports::bench::RunDeath(death);
+  }
 
   if (peer_cmd->parsed()) {
     auto pattern = shmports::bench::ParsePattern(peer_pattern);
