@@ -518,7 +518,7 @@ AcceptResult Node::HandleEvent(const NodeName& from_node,
       return OnUserMessageReadAck(port_ref,
                                   EventCast<UserMessageReadAckEvent>(&event));
     case EventType::kUpdatePreviousPeer:
-      return OnUpdatePreviousPeer(port_ref,
+      return OnUpdatePreviousPeer(port_ref, from_node,
                                   EventCast<UpdatePreviousPeerEvent>(&event));
   }
   return AcceptResult::Violation("unknown event type");
@@ -906,6 +906,7 @@ AcceptResult Node::OnUserMessageReadAck(
 
 AcceptResult Node::OnUpdatePreviousPeer(
     const PortRef& port_ref,
+    const NodeName& from_node,
     std::unique_ptr<UpdatePreviousPeerEvent> event) {
   if (!port_ref.is_valid())
     return kUnknownPort;
@@ -924,6 +925,9 @@ AcceptResult Node::OnUpdatePreviousPeer(
     // Handed over to a port whose node is already lost: nothing will come.
     lost_prevs_to_flush_.emplace_back(port_ref, port->prev_node_name);
     lost_flush_pending_.store(true, std::memory_order_release);
+  } else if (port->prev_node_name == name_ && from_node != name_ &&
+             ports_.count(port->prev_port_name) == 0) {
+    awaited_prevs_[port->prev_port_name] = AwaitedPrev{port_ref, from_node};
   }
   return AcceptResult::Ok();
 }
@@ -984,6 +988,7 @@ int Node::AddPortWithName(const PortName& port_name,
   MutexLock lock(&ports_lock_);
   if (ports_.count(port_name) != 0)
     return ERROR_PORT_EXISTS;
+  awaited_prevs_.erase(port_name);
   if (port->peer_port_name.is_valid()) {
     peer_port_maps_[port->peer_node_name][port->peer_port_name].insert(
         port_name);

@@ -253,6 +253,7 @@ class Node {
       std::unique_ptr<UserMessageReadAckEvent> event);
   AcceptResult OnUpdatePreviousPeer(
       const PortRef& port_ref,
+      const NodeName& from_node,
       std::unique_ptr<UpdatePreviousPeerEvent> event);
 
   // Steps the port's receive counter (unless already done) and handles the
@@ -360,6 +361,17 @@ class Node {
   std::unordered_set<NodeName> lost_nodes_ GUARDED_BY(ports_lock_);
   std::vector<NodeName> lost_peers_to_flush_ GUARDED_BY(ports_lock_);
   std::vector<std::pair<PortRef, NodeName>> lost_prevs_to_flush_
+      GUARDED_BY(ports_lock_);
+  // A port told (by UpdatePreviousPeer from node `from`) that its new
+  // previous peer is a port of this node that has not arrived yet: the
+  // message carrying it travels from `from` on the same link. Keyed by the
+  // awaited port's name; dropped when it arrives. If `from` is lost first,
+  // the port never comes.
+  struct AwaitedPrev {
+    PortRef waiting;
+    NodeName from;
+  };
+  std::unordered_map<PortName, AwaitedPrev> awaited_prevs_
       GUARDED_BY(ports_lock_);
   // Set with the lists above; read without the lock on every public call.
   std::atomic<bool> lost_flush_pending_{false};

@@ -607,6 +607,18 @@ int Node::LostConnectionToNode(const NodeName& node) {
   {
     MutexLock lock(&ports_lock_);
     lost_nodes_.insert(node);
+    // Ports the lost node was sending here and that have not arrived never
+    // will: whoever was told to expect events from them has lost its
+    // previous peer.
+    for (auto it = awaited_prevs_.begin(); it != awaited_prevs_.end();) {
+      if (it->second.from == node) {
+        lost_prevs_to_flush_.emplace_back(it->second.waiting, name_);
+        lost_flush_pending_.store(true, std::memory_order_release);
+        it = awaited_prevs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
   DestroyAllPortsWithPeer(node, kInvalidPortName);
   DestroyAllPortsWithPrev(node);
@@ -666,8 +678,11 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
     {
       SinglePortLocker locker(&port_ref);
       Port* port = locker.port();
-      if (port->peer_node_name == node_name || port->peer_closed ||
-          port->state == Port::kClosed || port->state == Port::kUninitialized) {
+      // A peer on the lost node is DestroyAllPortsWithPeer's business (the
+      // lost "node" is this one when an awaited port never arrived).
+      if ((port->peer_node_name == node_name && node_name != name_) ||
+          port->peer_closed || port->state == Port::kClosed ||
+          port->state == Port::kUninitialized) {
         return;
       }
       port->peer_closed = true;

@@ -636,7 +636,10 @@ TEST(PortsSimulationTest, MergeRacingThePeerNodesLossClosesTheRoute) {
 
 // Seeds that left zombies on a survivor with every lost-node check on
 // (SHMPORTS_SIM_STRICT=1): 186 is the zombie minimised above; 364 and 559
-// left zombies whose predecessor handed over to a port on the lost node.
+// left zombies whose predecessor handed over to a port on the lost node; 757
+// left a buffering proxy holding unforwarded messages (minimised above);
+// 2449 left a proxy whose new predecessor was a port the lost node was
+// sending here inside a message that died with it.
 // Replay one with SHMPORTS_SIM_STRICT=1 SHMPORTS_SIM_OPS=40
 // SHMPORTS_SIM_NODES=3 SHMPORTS_SIM_TRACE=1 and ReplaySeed.
 TEST(PortsSimulationTest, StrictChecksAfterNodeLoss) {
@@ -645,7 +648,7 @@ TEST(PortsSimulationTest, StrictChecksAfterNodeLoss) {
   options.num_ops = 40;
   options.num_nodes = 3;
   options.strict_lost_node = true;
-  for (uint64_t seed : {186, 364, 559}) {
+  for (uint64_t seed : {186, 364, 559, 757, 2449}) {
     SimulationResult result = RunSimulation(seed, options);
     EXPECT_TRUE(result.failures.empty()) << Report(seed, result, options);
   }
