@@ -56,6 +56,13 @@ constexpr int kPrivilegeError = 6;
 // The hostile child's bootstrap port name (it has no Node; any name does).
 constexpr ports::PortName kHostileBoot{0xbad, 0xb007};
 
+// What the hostile child knows of the good child: its node's name, and the
+// name of the parent's port on the good route (a leaked or guessed name).
+struct GoodRoute {
+  ports::NodeName node;
+  ports::PortName parent_port;
+};
+
 int Good(int fd, uint64_t seed) {
   auto accepted = Process::AcceptConnection(ScopedFd(fd));
   if (!accepted.ok()) {
@@ -446,6 +453,34 @@ int PlayForgedPreviousPeer(Hostile& h, uint64_t n) {
   return kOk;
 }
 
+// `n` user messages to the parent's port on the GOOD route claiming a
+// previous peer there (buffered: never next), then a malformed event that
+// gets us dropped. What we left buffered on the good route should go with us.
+int PlayForgeOnGoodRoute(Hostile& h,
+                         const ports::PortName& target,
+                         uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!h.WriteEvent(*h.UserMessage(target, ports::PortName(0xf0f0, 2), i + 1,
+                                     i + 1, 16)))
+      return kSetupError;
+  }
+  return PlayMalformedEvent(h);
+}
+
+// `n` forged events on each of two routes (ours and the good one), each
+// below the per-port limit, together past a per-peer one.
+int PlayForgeOnTwoRoutes(Hostile& h, const ports::PortName& good, uint64_t n) {
+  const ports::PortName ours = h.conn().peer_bootstrap_port();
+  for (uint64_t i = 0; i < n; ++i) {
+    for (const ports::PortName& target : {ours, good}) {
+      if (!h.WriteEvent(*h.UserMessage(target, ports::PortName(0xf0f0, 3),
+                                       i + 1, i + 1, 16)))
+        return kSetupError;
+    }
+  }
+  return kOk;
+}
+
 // `n` control events from our true port, numbered far ahead of the next
 // one the parent expects: all early.
 int PlayEarlyControlFlood(Hostile& h, uint64_t n) {
@@ -574,7 +609,7 @@ int PlayLyingFragments(Hostile& h, const std::string& lie) {
 int Play(Hostile& h,
          const std::string& scenario,
          uint64_t seed,
-         const ports::NodeName& good,
+         const GoodRoute& good,
          uint64_t n) {
   if (scenario == "garbage")
     return PlayGarbage(h, seed);
@@ -587,7 +622,7 @@ int Play(Hostile& h,
   if (scenario == "malformed-event")
     return PlayMalformedEvent(h);
   if (scenario == "forged-observe-proxy")
-    return PlayForgedObserveProxy(h, good);
+    return PlayForgedObserveProxy(h, good.node);
   if (scenario == "unknown-ports")
     return PlayUnknownPorts(h, seed, n);
   if (scenario == "forged-previous-peer")
@@ -596,6 +631,10 @@ int Play(Hostile& h,
     return PlayEarlyControlFlood(h, n);
   if (scenario == "truncate-and-punch")
     return PlayTruncateAndPunch(h);
+  if (scenario == "forge-on-good-route")
+    return PlayForgeOnGoodRoute(h, good.parent_port, n);
+  if (scenario == "forge-on-two-routes")
+    return PlayForgeOnTwoRoutes(h, good.parent_port, n);
   if (scenario.rfind("fragments-", 0) == 0)
     return PlayLyingFragments(h, scenario.substr(10));
   fprintf(stderr, "hostile child: unknown scenario '%s'\n", scenario.c_str());
@@ -605,7 +644,7 @@ int Play(Hostile& h,
 int HostileMain(int fd,
                 const std::string& scenario,
                 uint64_t seed,
-                const ports::NodeName& good,
+                const GoodRoute& good,
                 uint64_t n) {
   if (!DropPrivileges())
     return kPrivilegeError;
@@ -636,11 +675,11 @@ int main(int argc, char** argv) {
   int fd = atoi(argv[2]);
   if (mode == "good" && argc == 4)
     return Good(fd, strtoull(argv[3], nullptr, 10));
-  if (mode == "hostile" && argc == 8) {
-    return HostileMain(fd, argv[3], strtoull(argv[4], nullptr, 10),
-                       ports::NodeName(strtoull(argv[5], nullptr, 10),
-                                       strtoull(argv[6], nullptr, 10)),
-                       strtoull(argv[7], nullptr, 10));
+  if (mode == "hostile" && argc == 10) {
+    auto u64 = [&](int i) { return strtoull(argv[i], nullptr, 10); };
+    GoodRoute good = {ports::NodeName(u64(5), u64(6)),
+                      ports::PortName(u64(7), u64(8))};
+    return HostileMain(fd, argv[3], u64(4), good, u64(9));
   }
   return 64;
 }
