@@ -178,6 +178,28 @@ std::vector<uint8_t> Event::SerializeToVector() const {
   return out;
 }
 
+Result<ScopedEvent> Event::Deserialize(
+    std::span<const uint8_t> bytes,
+    uint16_t negotiated_minor,
+    std::span<const uint16_t> introduced_in_minor) {
+  if (bytes.size() >= kEventHeaderSize) {
+    uint32_t raw_type = GetU32(bytes.data());
+    if (raw_type >= introduced_in_minor.size()) {
+      return ProtocolViolationError(
+          StrFormat("event type %u is unknown within protocol minor %u",
+                    raw_type, static_cast<unsigned>(negotiated_minor)));
+    }
+    if (introduced_in_minor[raw_type] > negotiated_minor) {
+      return NotFoundError(StrFormat(
+          "event type %u belongs to protocol minor %u, above the negotiated "
+          "%u",
+          raw_type, static_cast<unsigned>(introduced_in_minor[raw_type]),
+          static_cast<unsigned>(negotiated_minor)));
+    }
+  }
+  return Deserialize(bytes);
+}
+
 Result<ScopedEvent> Event::Deserialize(std::span<const uint8_t> bytes) {
   if (bytes.size() < kEventHeaderSize) {
     return CorruptError(

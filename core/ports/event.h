@@ -74,8 +74,21 @@ enum class EventType : uint32_t {
 };
 inline constexpr uint32_t kNumEventTypes = 9;
 
+// The newest protocol minor whose event types this build knows, and the
+// minor that introduced each type (indexed by type number). All nine are
+// minor 0; a later minor appends types and raises kEventProtocolMinor.
+inline constexpr uint16_t kEventProtocolMinor = 0;
+inline constexpr uint16_t kEventTypeIntroducedInMinor[kNumEventTypes] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0};
+
 // "UserMessage", "ObserveProxy", ...; "Unknown" otherwise.
 const char* EventTypeName(EventType type);
+
+// True for Event::Deserialize's "type from a newer minor" refusal, which is
+// ignored and counted rather than held against the peer.
+inline bool IsEventFromNewerMinor(const Status& status) {
+  return status.code() == StatusCode::kNotFound;
+}
 
 // Everything the receiving node needs to recreate a port sent to it.
 struct PortDescriptor {
@@ -115,6 +128,20 @@ class Event {
   // Names, sequence numbers and reserved bytes are not judged here; Node
   // does that with the port state at hand.
   static Result<ScopedEvent> Deserialize(std::span<const uint8_t> bytes);
+
+  // As above for a link whose handshake negotiated `negotiated_minor`; the
+  // type is judged against `introduced_in_minor` (by type number; tests may
+  // pass their own table):
+  //  - a type introduced in a minor above the negotiated one (the peer
+  //    speaks ahead of what was agreed; harmless) → kNotFound: the caller
+  //    ignores and counts it (IsEventFromNewerMinor);
+  //  - a type no table entry names → kProtocolViolation: nothing the
+  //    negotiated minor allows (the negotiated minor is never above ours).
+  static Result<ScopedEvent> Deserialize(
+      std::span<const uint8_t> bytes,
+      uint16_t negotiated_minor,
+      std::span<const uint16_t> introduced_in_minor =
+          std::span<const uint16_t>(kEventTypeIntroducedInMinor));
 
   // A copy for NodeDelegate::BroadcastEvent: only the untargeted
   // ObserveProxy (invalid port_name) may be broadcast; null for anything else.

@@ -133,8 +133,8 @@ bool SimNetwork::DeliverFrom(int from, int to) {
       Fail(StrFormat("node %d: LostConnectionToNode(%d) failed", to, from));
     return true;
   }
-  Result<ScopedEvent> decoded =
-      Event::Deserialize(std::span<const uint8_t>(packet.bytes));
+  Result<ScopedEvent> decoded = Event::Deserialize(
+      std::span<const uint8_t>(packet.bytes), kEventProtocolMinor);
   if (!decoded.ok()) {
     Fail(StrFormat("link %d->%d: an honest event failed to decode: %s", from,
                    to, decoded.status().ToString().c_str()));
@@ -197,8 +197,8 @@ bool SimNetwork::MaybeApplyFault(int from, int to, ScopedEvent* event) {
       auto& link = links_[from][to];
       if (link.empty() || link.front().lost_connection)
         return false;
-      Result<ScopedEvent> next =
-          Event::Deserialize(std::span<const uint8_t>(link.front().bytes));
+      Result<ScopedEvent> next = Event::Deserialize(
+          std::span<const uint8_t>(link.front().bytes), kEventProtocolMinor);
       if (!next.ok())
         return false;
       ScopedEvent second = std::move(next).value();

@@ -14,7 +14,9 @@
 using shmports::ports::Event;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto decoded = Event::Deserialize(std::span<const uint8_t>(data, size));
+  // Decoded as a link at this build's minor would: type checks first.
+  auto decoded = Event::Deserialize(std::span<const uint8_t>(data, size),
+                                    shmports::ports::kEventProtocolMinor);
   if (!decoded.ok())
     return 0;
   const Event& event = **decoded;
@@ -24,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  first.size(), event.GetSerializedSize(), size);
     abort();
   }
-  auto again = Event::Deserialize(first);
+  auto again = Event::Deserialize(first, shmports::ports::kEventProtocolMinor);
   if (!again.ok()) {
     std::fprintf(stderr, "re-decoding our own encoding failed: %s\n",
                  again.status().ToString().c_str());

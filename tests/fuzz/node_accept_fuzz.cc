@@ -94,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         WriteName(record.data() + 24, ports[(which + 1) % ports.size()].name());
       }
     }
-    auto event = Event::Deserialize(record);
+    auto event = Event::Deserialize(record, kEventProtocolMinor);
     if (!event.ok())
       continue;
     const NodeName& from =

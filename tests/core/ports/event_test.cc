@@ -200,6 +200,40 @@ TEST(EventCodecTest, RejectsUnknownType) {
   }
 }
 
+// Against the negotiated minor: a type no minor defines is a violation; a
+// type of a minor above the negotiated one is refused as ignorable
+// (IsEventFromNewerMinor); an allowed type decodes. The table is the test's
+// own, with PortAccepted pretending to come from minor 2.
+TEST(EventCodecTest, JudgesTheTypeAgainstTheNegotiatedMinor) {
+  std::vector<uint8_t> bytes =
+      PortAcceptedEvent(kPortA, kPortB, 1).SerializeToVector();
+  EXPECT_TRUE(Event::Deserialize(bytes, kEventProtocolMinor).ok());
+
+  const uint16_t table[] = {0, 2, 0};
+  Result<ScopedEvent> newer = Event::Deserialize(bytes, 1, table);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_TRUE(IsEventFromNewerMinor(newer.status()))
+      << newer.status().ToString();
+  Result<ScopedEvent> allowed = Event::Deserialize(bytes, 2, table);
+  ASSERT_TRUE(allowed.ok()) << allowed.status().ToString();
+  EXPECT_EQ(EventType::kPortAccepted, allowed.value()->type());
+
+  for (uint32_t type : {3u, 9u, 0xFFFFFFFFu}) {
+    for (int i = 0; i < 4; ++i)
+      bytes[i] = uint8_t(type >> (8 * i));
+    Result<ScopedEvent> unknown = Event::Deserialize(bytes, 2, table);
+    ASSERT_FALSE(unknown.ok()) << type;
+    EXPECT_EQ(StatusCode::kProtocolViolation, unknown.status().code());
+    EXPECT_FALSE(IsEventFromNewerMinor(unknown.status()));
+  }
+  // A short buffer is still judged by the codec itself.
+  std::vector<uint8_t> shorter(bytes.begin(), bytes.begin() + 4);
+  Result<ScopedEvent> short_result =
+      Event::Deserialize(shorter, kEventProtocolMinor);
+  ASSERT_FALSE(short_result.ok());
+  EXPECT_EQ(StatusCode::kCorrupt, short_result.status().code());
+}
+
 TEST(EventCodecTest, RejectsTruncatedFixedPayloads) {
   std::vector<ScopedEvent> events;
   events.push_back(std::make_unique<ObserveProxyEvent>(
