@@ -63,7 +63,11 @@ bool CanAcceptMoreMessages(const Port* port) {
 }
 
 Node::Node(const NodeName& name, NodeDelegate* delegate, NodeOptions options)
-    : name_(name), delegate_(delegate), options_(options) {}
+    : name_(name),
+      delegate_(delegate),
+      options_(options),
+      buffer_budget_(options.limits.max_buffered_events_per_peer,
+                     options.limits.max_buffered_event_bytes_per_peer) {}
 
 Node::~Node() {
   MutexLock lock(&ports_lock_);
@@ -409,7 +413,7 @@ AcceptResult Node::AcceptEventInternal(const NodeName& from_node,
       if (!port->BufferEvent(from_node, std::move(event),
                              options_.limits.max_buffered_events_per_port)) {
         return AcceptResult::Violation(
-            "too many early events buffered on one port");
+            "too many early events buffered (per port or per peer)");
       }
       return AcceptResult::Ok();
     }
@@ -980,6 +984,8 @@ NodeStats Node::GetStats() {
     }
   }
   stats.proxies = stats.buffering + stats.proxying;
+  buffer_budget_.Largest(&stats.buffered_events_largest_peer,
+                         &stats.buffered_event_bytes_largest_peer);
   return stats;
 }
 
@@ -988,6 +994,7 @@ int Node::AddPortWithName(const PortName& port_name,
   MutexLock lock(&ports_lock_);
   if (ports_.count(port_name) != 0)
     return ERROR_PORT_EXISTS;
+  port->budget = &buffer_budget_;
   awaited_prevs_.erase(port_name);
   if (port->peer_port_name.is_valid()) {
     peer_port_maps_[port->peer_node_name][port->peer_port_name].insert(

@@ -56,6 +56,12 @@ struct NodeLimits {
   size_t max_attached_ports_per_message = 64;
   // Early (out-of-order) sequenced events buffered on one port.
   size_t max_buffered_events_per_port = 4096;
+  // Early events one peer node may have buffered here across all ports, by
+  // count and by serialised bytes. Forged events (a sender that is not the
+  // port's previous peer, e.g. a ReadAck naming a stranger) are buffered
+  // like early ones, so this is what bounds them.
+  size_t max_buffered_events_per_peer = 16384;
+  size_t max_buffered_event_bytes_per_peer = size_t{16} << 20;
   // Ports a peer has sent us inside messages nobody has read yet.
   size_t max_unread_ports_per_peer = 4096;
   // User sequence numbers accepted beyond the next one to read.
@@ -91,6 +97,10 @@ struct NodeStats {
   // Early sequenced events and control events held while buffering.
   size_t buffered_events = 0;
   size_t buffered_event_bytes = 0;
+  // The largest share of early events one peer node holds here (bounded by
+  // NodeLimits' per-peer budget).
+  size_t buffered_events_largest_peer = 0;
+  size_t buffered_event_bytes_largest_peer = 0;
 };
 
 class Node {
@@ -189,7 +199,9 @@ class Node {
   //  - an UpdatePreviousPeer naming an invalid node or port;
   //  - a ReadAck for a number the receiving port never sent;
   //  - PortAccepted / ObserveProxyAck to a port in the wrong state;
-  //  - more than max_buffered_events_per_port early events on one port;
+  //  - more than max_buffered_events_per_port early events on one port, or
+  //    a peer past max_buffered_events_per_peer /
+  //    max_buffered_event_bytes_per_peer early events across all ports;
   //  - a user message numbered below the next one to read (it would wedge
   //    the queue) or beyond (highest received + queued + sequence_window);
   //  - a broadcast ObserveProxy whose proxy node is not the sender.
@@ -344,6 +356,9 @@ class Node {
   const NodeName name_;
   NodeDelegate* const delegate_;
   const NodeOptions options_;
+
+  // Early events buffered per sending node (a leaf lock inside Port).
+  PeerEventBudget buffer_budget_;
 
   Mutex ports_lock_;
   std::unordered_map<PortName, std::shared_ptr<Port>> ports_

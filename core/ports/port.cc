@@ -1,5 +1,7 @@
 #include "core/ports/port.h"
 
+#include <algorithm>
+
 namespace shmports::ports {
 
 Port::Port(uint64_t next_sequence_num_to_send,
@@ -15,19 +17,59 @@ bool Port::IsNextEvent(const NodeName& from_node, const Event& event) const {
          event.control_sequence_num() == next_control_sequence_num_to_receive;
 }
 
+bool PeerEventBudget::TryCharge(const NodeName& peer, size_t bytes) {
+  MutexLock lock(&mutex_);
+  Use& use = use_[peer];
+  if (use.events + 1 > max_events_ || bytes > max_bytes_ ||
+      use.bytes > max_bytes_ - bytes) {
+    if (use.events == 0)
+      use_.erase(peer);
+    return false;
+  }
+  ++use.events;
+  use.bytes += bytes;
+  return true;
+}
+
+void PeerEventBudget::Release(const NodeName& peer, size_t bytes) {
+  MutexLock lock(&mutex_);
+  auto it = use_.find(peer);
+  if (it == use_.end())
+    return;
+  it->second.bytes -= std::min(bytes, it->second.bytes);
+  if (--it->second.events == 0)
+    use_.erase(it);
+}
+
+void PeerEventBudget::Largest(size_t* events, size_t* bytes) {
+  MutexLock lock(&mutex_);
+  *events = 0;
+  *bytes = 0;
+  for (const auto& [peer, use] : use_) {
+    *events = std::max(*events, use.events);
+    *bytes = std::max(*bytes, use.bytes);
+  }
+}
+
 bool Port::BufferEvent(const NodeName& from_node,
                        ScopedEvent event,
                        size_t max_buffered) {
   if (buffered_event_count_ >= max_buffered)
     return false;
-  auto& queue = control_event_queues_[{from_node, event->from_port()}];
+  auto key = SenderKey(from_node, event->from_port());
+  auto queue_it = control_event_queues_.find(key);
   uint64_t seq = event->control_sequence_num();
-  size_t bytes = event->GetSerializedSize();
   // A duplicate number from the same sender replaces nothing: the first one
   // stays (an honest sender never repeats a number).
-  if (!queue.emplace(seq, std::make_pair(from_node, std::move(event))).second) {
+  if (queue_it != control_event_queues_.end() &&
+      queue_it->second.count(seq) != 0) {
     return true;
   }
+  size_t bytes = event->GetSerializedSize();
+  if (budget != nullptr && !budget->TryCharge(from_node, bytes))
+    return false;
+  control_event_queues_[key].emplace(
+      seq, std::make_pair(from_node, std::move(event)));
   ++buffered_event_count_;
   buffered_event_bytes_ += bytes;
   return true;
@@ -49,7 +91,10 @@ void Port::NextEvent(NodeName* from_node, ScopedEvent* event) {
   if (queue.empty())
     control_event_queues_.erase(it);
   --buffered_event_count_;
-  buffered_event_bytes_ -= (*event)->GetSerializedSize();
+  size_t bytes = (*event)->GetSerializedSize();
+  buffered_event_bytes_ -= bytes;
+  if (budget != nullptr)
+    budget->Release(*from_node, bytes);
 }
 
 bool Port::AdoptBufferedSenderAfterLoss(const NodeName& lost_node) {
@@ -74,6 +119,8 @@ bool Port::AdoptBufferedSenderAfterLoss(const NodeName& lost_node) {
 void Port::TakePendingMessages(std::vector<PendingMessage>* messages) {
   for (auto& [key, queue] : control_event_queues_) {
     for (auto& [seq, entry] : queue) {
+      if (budget != nullptr)
+        budget->Release(entry.first, entry.second->GetSerializedSize());
       if (entry.second->type() == EventType::kUserMessage) {
         messages->emplace_back(entry.first,
                                EventCast<UserMessageEvent>(&entry.second));

@@ -27,10 +27,12 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "core/base/mutex.h"
+#include "core/base/thread_annotations.h"
 #include "core/ports/event.h"
 #include "core/ports/message_queue.h"
 #include "core/ports/name.h"
@@ -41,6 +43,35 @@ namespace shmports::ports {
 class UserData {
  public:
   virtual ~UserData() = default;
+};
+
+// What early (buffered) events each sending node holds on this node, across
+// all ports, against NodeLimits' per-peer budget. One per Node; every Port
+// of the node points at it. Its lock is a leaf: taken inside port locks,
+// never while taking another lock.
+class PeerEventBudget {
+ public:
+  PeerEventBudget(size_t max_events, size_t max_bytes)
+      : max_events_(max_events), max_bytes_(max_bytes) {}
+  PeerEventBudget(const PeerEventBudget&) = delete;
+  PeerEventBudget& operator=(const PeerEventBudget&) = delete;
+
+  // Charges one event of `bytes` to `peer`; false (nothing charged) when
+  // that would take the peer past either limit.
+  bool TryCharge(const NodeName& peer, size_t bytes);
+  void Release(const NodeName& peer, size_t bytes);
+  // The most events / bytes any one peer holds now.
+  void Largest(size_t* events, size_t* bytes);
+
+ private:
+  struct Use {
+    size_t events = 0;
+    size_t bytes = 0;
+  };
+  const size_t max_events_;
+  const size_t max_bytes_;
+  Mutex mutex_;
+  std::unordered_map<NodeName, Use> use_ GUARDED_BY(mutex_);
 };
 
 class Port {
@@ -65,7 +96,8 @@ class Port {
   // current previous peer.
   bool IsNextEvent(const NodeName& from_node, const Event& event) const;
   // Keeps an early event until its turn. Returns false (event dropped) when
-  // the buffer for that sender already holds `max_buffered` events.
+  // the port already holds `max_buffered` events or the sending node's
+  // budget (if the port has one) is spent.
   bool BufferEvent(const NodeName& from_node,
                    ScopedEvent event,
                    size_t max_buffered);
@@ -88,6 +120,10 @@ class Port {
   // Buffered early events and their serialised size, for Node::GetStats.
   size_t buffered_event_count() const { return buffered_event_count_; }
   size_t buffered_event_bytes() const { return buffered_event_bytes_; }
+
+  // The node's per-peer budget for buffered events (null in tests that
+  // build ports alone). Set before the port is shared; owned by the Node.
+  PeerEventBudget* budget = nullptr;
 
   State state = kUninitialized;
   NodeName peer_node_name;
