@@ -505,14 +505,13 @@ TEST_P(ProcessThreadsTest, FullRingsBothWaysWithProxiesInBoth) {
         SendText(s->process->node(), s->bootstrap, "1", {s->receiver.name()}),
         ports::OK);
   }
-  auto flood = [n](Side& s, uint64_t from, uint64_t to) {
+  auto flood = [](Side& s, uint64_t from, uint64_t to) {
     for (uint64_t i = from; i < to; ++i) {
       auto payload = testing::MakePayload(s.seed, i, kMax);
       int rv = testing::SendBytes(s.process->node(), s.sender, payload);
       if (rv != ports::OK)
         return rv;
     }
-    (void)n;
     return static_cast<int>(ports::OK);
   };
   // The first hop must be accepted before the io threads stop, or the
@@ -865,22 +864,13 @@ TEST_F(FakePeerTest, GoodbyeDeliversWhatCameBeforeThenCloses) {
 }
 
 TEST_F(FakePeerTest, FrameAfterGoodbyeDropsPeer) {
-  // Both frames published at once, so one drain sees them together.
-  ASSERT_TRUE(WaitFor([&] {
-    auto* control = fake_->outbound_control();
-    return std::atomic_ref<uint32_t>(control->consumer_sleeping).load() == 1;
-  }));
-  shm::Ring& ring = fake_->outbound_ring();
-  std::span<uint8_t> out;
-  Status error;
-  ASSERT_TRUE(ring.Reserve(0, kGoodbyeFrameKind, 0, &out, &error));
-  ASSERT_TRUE(ring.Commit(shm::Ring::Publish::kDeferred).ok());
-  std::vector<uint8_t> event =
-      UserMessageTo(port_.name(), 1)->SerializeToVector();
-  ASSERT_TRUE(ring.Reserve(static_cast<uint32_t>(event.size()), kEventFrameKind,
-                           0, &out, &error));
-  std::memcpy(out.data(), event.data(), event.size());
-  ASSERT_TRUE(ring.Commit().ok());
+  {
+    // Both frames are in the ring before the io thread looks.
+    IoThreadHold hold(*process_);
+    ASSERT_TRUE(hold.WaitHeld());
+    WriteFrame(kGoodbyeFrameKind, {});
+    WriteEvent(*UserMessageTo(port_.name(), 1));
+  }
   EXPECT_TRUE(WaitFor([&] { return PeerDropped(); }));
   EXPECT_NE(Violations().find("after the goodbye"), std::string::npos)
       << Violations();
