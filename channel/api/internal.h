@@ -1,0 +1,141 @@
+// Shared state behind the public Process and Pipe (include/shmports/).
+//
+// ProcessCore owns the channel::Process and outlives it: pipes keep the core
+// (not the channel::Process) alive, so a Pipe used after its Process is gone
+// finds `alive` false and answers kFailedPrecondition.
+//
+// Use guard: every call into the node runs inside a CoreUse, which counts
+// itself in `in_flight` and then checks `alive` and the fork generation.
+// ~Process stores alive = false and then waits for in_flight to reach 0
+// before tearing the node down.
+// Memory ordering: both sides use seq_cst (a store then a load of the other
+// variable on each side — Dekker's pattern, which acquire/release does not
+// order): either the user's increment is seen by the destroyer's load (which
+// then waits), or the destroyer's store is seen by the user's load (which
+// backs off).
+//
+// PipeState is one open end. The node finds it from a PortStatusChanged
+// through the port's user data (a weak reference, so ports never keep pipe
+// states alive). Readable callbacks run only on the io thread, one at a
+// time; `in_callback` lets a Close from another thread wait for a call under
+// way, so the callback never runs after Close returns there.
+#ifndef SHMPORTS_CHANNEL_API_INTERNAL_H_
+#define SHMPORTS_CHANNEL_API_INTERNAL_H_
+
+#include <shmports/pipe.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+
+#include "channel/process.h"
+#include "core/base/mutex.h"
+#include "core/base/status.h"
+#include "core/base/thread_annotations.h"
+#include "core/ports/port.h"
+#include "core/ports/port_ref.h"
+
+namespace shmports::api_internal {
+
+// Bumped in every child created by fork() (pthread_atfork).
+uint64_t ForkGeneration();
+
+struct PipeState;
+
+struct ProcessCore {
+  // Takes a started channel::Process: installs the observer and learns the
+  // io thread's id.
+  static Result<std::shared_ptr<ProcessCore>> Wrap(
+      std::unique_ptr<channel::Process> process);
+
+  bool IsIoThread() const { return std::this_thread::get_id() == io_thread_id; }
+  // Runs `task` on the io thread (dropped once the io thread has stopped).
+  void PostToIoThread(std::function<void()> task);
+
+  // Closes every registered pipe, waits out calls in flight and destroys
+  // the channel::Process. Not on the io thread.
+  void Shutdown();
+
+  void Register(PipeState* state, std::weak_ptr<PipeState> weak);
+  void Unregister(PipeState* state);
+
+  // A new Pipe around a receiving port of this node.
+  Pipe WrapPort(const std::shared_ptr<ProcessCore>& self,
+                const ports::PortRef& port);
+
+  void OnPortStatusChanged(const ports::PortRef& port);
+
+  std::unique_ptr<channel::Process> process;
+  std::thread::id io_thread_id;
+  uint64_t fork_generation = 0;
+  std::atomic<bool> alive{true};
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<uint64_t> send_rejections{0};
+
+  Mutex pipes_mu;
+  std::unordered_map<PipeState*, std::weak_ptr<PipeState>> pipes
+      GUARDED_BY(pipes_mu);
+};
+
+// See the use guard above. ok() false: the Process is gone or this is a
+// forked child; status() says which.
+class CoreUse {
+ public:
+  explicit CoreUse(ProcessCore* core);
+  ~CoreUse();
+  CoreUse(const CoreUse&) = delete;
+  CoreUse& operator=(const CoreUse&) = delete;
+
+  bool ok() const { return ok_; }
+  Status status() const;
+
+ private:
+  ProcessCore* core_;
+  bool ok_ = false;
+  bool forked_ = false;
+};
+
+struct PipeState : std::enable_shared_from_this<PipeState> {
+  PipeState(std::shared_ptr<ProcessCore> c, ports::PortRef p)
+      : core(std::move(c)), port(std::move(p)) {}
+
+  // From OnPortStatusChanged, any thread.
+  void Notify();
+  // io thread.
+  void InvokeCallback();
+  // Marks the end closed; with `close_port` also closes the port.
+  void Close(bool close_port);
+
+  static Pipe MakePipe(std::shared_ptr<PipeState> state) {
+    return Pipe(std::move(state));
+  }
+  static const std::shared_ptr<PipeState>& StateOf(const Pipe& pipe) {
+    return pipe.state_;
+  }
+  // Drops the pipe's reference without closing its port.
+  static void Forget(Pipe& pipe) { pipe.state_.reset(); }
+
+  const std::shared_ptr<ProcessCore> core;
+  const ports::PortRef port;
+
+  Mutex mu;
+  CondVar cv;
+  uint64_t signals GUARDED_BY(mu) = 0;
+  int waiters GUARDED_BY(mu) = 0;
+  bool closed GUARDED_BY(mu) = false;
+  bool in_callback GUARDED_BY(mu) = false;
+  std::shared_ptr<std::function<void()>> callback GUARDED_BY(mu);
+};
+
+// The port's user data: how PortStatusChanged finds the pipe.
+struct PortLink : ports::UserData {
+  explicit PortLink(std::weak_ptr<PipeState> s) : state(std::move(s)) {}
+  std::weak_ptr<PipeState> state;
+};
+
+}  // namespace shmports::api_internal
+
+#endif  // SHMPORTS_CHANNEL_API_INTERNAL_H_

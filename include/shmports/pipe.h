@@ -1,0 +1,142 @@
+// Pipe: one end of a two-ended message route between shmports nodes (a
+// Mojo message pipe). Messages are bytes plus attached pipes; they arrive in
+// the order sent; the other end's closure (or its process's death) is seen
+// as peer_closed after everything sent before it has been received.
+//
+// A Pipe comes from Process::CreatePipe() (both ends in this process; send
+// one end to another process inside a message), from
+// OutgoingInvitation/IncomingInvitation (invitation.h), or from a received
+// message. It is move-only; destroying it (or Close()) closes this end.
+//
+// Threads: every method may be called from any thread, concurrently. The
+// readable callback runs on the owning Process's io thread with no shmports
+// lock held; from there the non-waiting methods (Send, Receive(), GetStatus,
+// Close, SetReadableCallback) work and the waiting ones answer
+// kFailedPrecondition (the io thread is the one that would wake them).
+//
+// Lifetime: a Pipe refers to its Process but does not keep it alive. Once
+// the Process is destroyed every call answers kFailedPrecondition. In a
+// child created by fork() the parent's pipes answer kFailedPrecondition.
+#ifndef SHMPORTS_PIPE_H_
+#define SHMPORTS_PIPE_H_
+
+#include <shmports/status.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace shmports {
+
+namespace api_internal {
+struct PipeState;
+}  // namespace api_internal
+
+class Pipe;
+
+// One received message: its bytes and the pipes that travelled with it (now
+// owned by the receiver).
+struct PipeMessage {
+  std::vector<uint8_t> bytes;
+  std::vector<Pipe> pipes;
+
+  std::string_view text() const {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+  }
+};
+
+// A snapshot of one end.
+struct PipeStatus {
+  // The other end is closed (or its process is gone) and nothing more will
+  // arrive; messages already queued can still be received.
+  bool peer_closed = false;
+  // Received, not yet read.
+  size_t queued_messages = 0;
+  size_t queued_bytes = 0;
+  // Sent from this end and not yet acknowledged as read by the other end
+  // (only counted while acknowledgements are requested: see PipeQuota).
+  size_t unacknowledged_messages = 0;
+};
+
+// How a waiting Receive waits.
+enum class WaitMode : uint8_t {
+  // Spin for a short bounded budget (kSpinBudget), then sleep until woken.
+  kDefault,
+  // Spin until a message arrives or the deadline passes; burns a core.
+  kBusyPoll,
+  // Sleep at once until woken.
+  kBlocking,
+};
+
+class Pipe {
+ public:
+  // Largest payload of one message. Send refuses larger ones
+  // (kInvalidArgument) rather than lose them in transit.
+  static constexpr size_t kMaxMessageBytes = 192 * 1024;
+  // Most pipes attached to one message.
+  static constexpr size_t kMaxAttachedPipes = 64;
+  // How long kDefault spins before it sleeps.
+  static constexpr std::chrono::microseconds kSpinBudget{50};
+
+  // Invalid: every call answers kFailedPrecondition.
+  Pipe();
+  Pipe(Pipe&& other) noexcept;
+  Pipe& operator=(Pipe&& other) noexcept;  // Closes what this held.
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  ~Pipe();  // Close().
+
+  bool is_valid() const { return state_ != nullptr; }
+
+  // Sends `bytes` with `pipes` attached. The attached pipes are consumed
+  // whatever the outcome (on error they are closed, as Mojo does); they may
+  // not include this pipe. Never blocks: a full ring queues inside shmports.
+  // Errors: kPeerClosed (the other end is closed: the message is dropped),
+  // kInvalidArgument (too large, too many or invalid pipes, this pipe or its
+  // own peer attached), kFailedPrecondition (closed/invalid pipe, Process
+  // gone, forked child).
+  Status Send(std::span<const uint8_t> bytes, std::vector<Pipe> pipes = {});
+  Status Send(std::string_view text, std::vector<Pipe> pipes = {});
+
+  // The next message, without waiting. kUnavailable when none is queued,
+  // kPeerClosed once the other end is closed and everything it sent has been
+  // received.
+  Result<PipeMessage> Receive();
+
+  // Waits up to `deadline` for the next message (kUnavailable at the
+  // deadline). kFailedPrecondition when called on the io thread (from a
+  // readable callback).
+  Result<PipeMessage> Receive(std::chrono::steady_clock::time_point deadline,
+                              WaitMode mode = WaitMode::kDefault);
+  Result<PipeMessage> Receive(std::chrono::nanoseconds timeout,
+                              WaitMode mode = WaitMode::kDefault);
+
+  // `callback` runs on the io thread whenever this end's status may have
+  // changed (a message arrived, the peer closed), and once soon after it is
+  // set. Calls may be spurious or coalesced: read with Receive() until
+  // kUnavailable. Replaces the previous callback; an empty function removes
+  // it. A callback may destroy its own pipe: the function object is kept
+  // until the call returns.
+  Status SetReadableCallback(std::function<void()> callback);
+
+  Result<PipeStatus> GetStatus() const;
+
+  // Closes this end (the peer sees peer_closed after every message sent
+  // before). Idempotent; the Pipe becomes invalid.
+  void Close();
+
+ private:
+  friend struct api_internal::PipeState;
+  explicit Pipe(std::shared_ptr<api_internal::PipeState> state);
+
+  std::shared_ptr<api_internal::PipeState> state_;
+};
+
+}  // namespace shmports
+
+#endif  // SHMPORTS_PIPE_H_
