@@ -28,6 +28,24 @@ bool IsSequencedEvent(const Event& event) {
   }
 }
 
+// Readdresses `event` to the route's next hop from `port` (whose lock the
+// caller holds) with the next control number. A buffering port keeps it
+// for BeginProxying (null is returned); otherwise it comes back, to be sent
+// to port->peer_node_name once the lock is released.
+ScopedEvent PassAlongRoute(const PortName& port_name,
+                           Port* port,
+                           ScopedEvent event) {
+  event->set_port_name(port->peer_port_name);
+  event->set_from_port(port_name);
+  event->set_control_sequence_num(port->next_control_sequence_num_to_send++);
+  if (port->state == Port::kBuffering) {
+    port->control_message_queue.emplace_back(port->peer_node_name,
+                                             std::move(event));
+    return nullptr;
+  }
+  return event;
+}
+
 }  // namespace
 
 // Null when `seq` may enter the port's queue; otherwise why not. Below the
@@ -709,16 +727,8 @@ AcceptResult Node::OnObserveProxy(const PortRef& port_ref,
       // Pass it along the route until it reaches the port referring to the
       // proxy.
       event_target_node = port->peer_node_name;
-      event->set_port_name(port->peer_port_name);
-      event->set_from_port(port_ref.name());
-      event->set_control_sequence_num(
-          port->next_control_sequence_num_to_send++);
-      if (port->state == Port::kBuffering) {
-        port->control_message_queue.emplace_back(event_target_node,
-                                                 std::move(event));
-      } else {
-        event_to_forward = std::move(event);
-      }
+      event_to_forward =
+          PassAlongRoute(port_ref.name(), port, std::move(event));
     }
   }
   if (event_to_forward) {
@@ -777,6 +787,7 @@ AcceptResult Node::OnObserveClosure(
   bool try_remove_proxy = false;
   bool erase_port = false;
   NodeName peer_node_name;
+  ScopedEvent to_send;
   {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
@@ -798,21 +809,15 @@ AcceptResult Node::OnObserveClosure(
       if (port->state == Port::kProxying)
         try_remove_proxy = true;
     }
-    event->set_port_name(port->peer_port_name);
-    event->set_from_port(port_ref.name());
-    event->set_control_sequence_num(port->next_control_sequence_num_to_send++);
     peer_node_name = port->peer_node_name;
-    if (port->state == Port::kBuffering) {
-      port->control_message_queue.emplace_back(peer_node_name,
-                                               std::move(event));
-    }
+    to_send = PassAlongRoute(port_ref.name(), port, std::move(event));
   }
   if (try_remove_proxy)
     TryRemoveProxy(port_ref);
   if (erase_port)
     ErasePort(port_ref.name());
-  if (event)
-    delegate_->ForwardEvent(peer_node_name, std::move(event));
+  if (to_send)
+    delegate_->ForwardEvent(peer_node_name, std::move(to_send));
   if (notify_delegate)
     delegate_->PortStatusChanged(port_ref);
   return AcceptResult::Ok();
@@ -834,16 +839,7 @@ AcceptResult Node::OnUserMessageReadAckRequest(
       // incarnation, so it cannot answer for the route: like a proxy it
       // passes the request on, and the new port (which carries the read
       // position) answers it once the port is accepted.
-      event->set_port_name(port->peer_port_name);
-      event->set_from_port(port_ref.name());
-      event->set_control_sequence_num(
-          port->next_control_sequence_num_to_send++);
-      if (port->state == Port::kBuffering) {
-        port->control_message_queue.emplace_back(peer_node_name,
-                                                 std::move(event));
-      } else {
-        event_to_send = std::move(event);
-      }
+      event_to_send = PassAlongRoute(port_ref.name(), port, std::move(event));
     } else if (port->state != Port::kClosed) {
       uint64_t requested = event->sequence_num_to_acknowledge();
       uint64_t current = port->message_queue.next_sequence_num() - 1;
