@@ -11,6 +11,7 @@ const std::vector<std::unique_ptr<Subject>>& AllSubjects() {
     auto* list = new std::vector<std::unique_ptr<Subject>>();
     list->push_back(MakeCacheLineSubject());
     list->push_back(MakeRingBusySubject());
+    list->push_back(MakeRingBatchSubject());
     list->push_back(MakeMemcpySubject());
     list->push_back(MakeRingSleepSubject());
     list->push_back(MakeEventfdSubject());
@@ -63,6 +64,12 @@ const std::vector<RatioSpec>& AllRatios() {
        .target = 20.0,
        .stretch = 40.0,
        .owner = "shm"},
+      {.figure = "raw Ring 64 B one-way, tail per 16 msgs",
+       .subject = "ring-batch",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 64,
+       .metric = Metric::kMessagesPerSecond},
       {.figure = "raw Ring 64 KiB one-way GB/s",
        .subject = "ring-busy",
        .baseline = "memcpy",

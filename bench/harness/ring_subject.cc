@@ -38,6 +38,10 @@ class RingTransport {
  public:
   struct Options {
     bool busy_poll = true;
+    // Publish `tail` once per this many messages (Commit(kDeferred) in
+    // between); 1 publishes every message. A full ring, and the end of a
+    // one-way stream, publish what is pending.
+    uint32_t publish_every = 1;
   };
 
   static Result<std::unique_ptr<RingTransport>> CreateParent(
@@ -85,10 +89,16 @@ class RingTransport {
       Status error;
       if (out_->Reserve(length, kBenchKind, 0, &payload, &error)) {
         fill(payload);
+        if (++unpublished_ < options_.publish_every)
+          return out_->Commit(shm::Ring::Publish::kDeferred);
+        unpublished_ = 0;
         return out_->Commit();
       }
       if (!error.ok())
         return error;
+      // Full: the consumer must see what we deferred before it can free
+      // anything.
+      SHMPORTS_RETURN_IF_ERROR(Flush());
       if (options_.busy_poll) {
         CpuRelax();
       } else {
@@ -100,8 +110,18 @@ class RingTransport {
     }
   }
 
+  // Publishes deferred frames (the harness calls it after the last send).
+  Status Flush() {
+    if (unpublished_ == 0)
+      return Status::Ok();
+    unpublished_ = 0;
+    return out_->Flush();
+  }
+
   template <typename Consume>
   Result<size_t> Receive(size_t max, Consume&& consume) {
+    // A reply can only come to what the peer saw.
+    SHMPORTS_RETURN_IF_ERROR(Flush());
     for (;;) {
       SHMPORTS_ASSIGN_OR_RETURN(size_t n, in_->Drain(
                                               [&](const shm::FrameView& frame) {
@@ -171,6 +191,7 @@ class RingTransport {
   shm::Segment segment_;  // Outlives the rings (declared first).
   std::unique_ptr<shm::Ring> out_;
   std::unique_ptr<shm::Ring> in_;
+  uint32_t unpublished_ = 0;  // Committed with kDeferred, not yet published.
 };
 
 constexpr size_t kRingMaxMessage = shm::kMaxRingCapacity / 4;
@@ -185,6 +206,16 @@ std::unique_ptr<Subject> MakeRingBusySubject() {
        .one_way = true,
        .max_size = kRingMaxMessage},
       {.busy_poll = true});
+}
+
+std::unique_ptr<Subject> MakeRingBatchSubject() {
+  return MakeTransportSubject<RingTransport>(
+      {.name = "ring-batch",
+       .description = "raw shm::Ring, busy-polling, tail published once per "
+                      "16 messages (Commit kDeferred + Flush)",
+       .one_way = true,
+       .max_size = kRingMaxMessage},
+      {.busy_poll = true, .publish_every = 16});
 }
 
 std::unique_ptr<Subject> MakeRingSleepSubject() {

@@ -6,6 +6,10 @@
 //
 //   ring-busy    the consumer spins on Drain, the producer spins on a full
 //                ring: the busy-poll figures.
+//   ring-batch   as ring-busy, one way only, but `tail` is published once
+//                per 16 messages (Commit(kDeferred), then a publishing
+//                Commit; a full ring and the end of the stream flush): what
+//                batching the publish store buys.
 //   ring-sleep   the consumer sleeps in WaitForData when Drain finds
 //                nothing, the producer in WaitForSpace when the ring is
 //                full: the sleeping-consumer figures (futex wake per
@@ -23,6 +27,7 @@
 namespace shmports::bench {
 
 std::unique_ptr<Subject> MakeRingBusySubject();
+std::unique_ptr<Subject> MakeRingBatchSubject();
 std::unique_ptr<Subject> MakeRingSleepSubject();
 
 }  // namespace shmports::bench

@@ -28,6 +28,9 @@
 //     Result<size_t> Receive(size_t max, Consume&& consume);
 //     // Optional, parent only: called once the peer reported ready.
 //     Status AfterPeerReady();
+//     // Optional: publishes messages the transport held back (batching);
+//     // called after the last one-way send.
+//     Status Flush();
 //     // Optional, parent only: the subject's own counters after the trial
 //     // (e.g. the ring's publishes and wakes), copied into the JSON.
 //     Counters GetCounters() const;

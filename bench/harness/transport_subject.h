@@ -113,6 +113,12 @@ Result<OneWayOutcome> RunOneWaySendLoop(T& t,
   }
   SHMPORTS_RETURN_IF_ERROR(t.Send(
       size, [&](std::span<uint8_t> bytes) { payload.Write(bytes, kStopSeq); }));
+  // A transport that batches publishes what it holds back.
+  if constexpr (requires(T & x) {
+                  { x.Flush() } -> std::same_as<Status>;
+                }) {
+    SHMPORTS_RETURN_IF_ERROR(t.Flush());
+  }
   out.messages = seq;
   return out;
 }
