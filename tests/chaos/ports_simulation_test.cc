@@ -206,6 +206,29 @@ TEST(PortsSimulationTest, DISABLED_Explore) {
          static_cast<unsigned long long>(last - first + 1));
 }
 
+// Every lost-node check on (SHMPORTS_SIM_STRICT=1) for short runs on three
+// nodes, where node loss hits routes in every state: no proxy or zombie is
+// left and every end whose peer was lost sees peer_closed. (The default
+// 2000-op runs are not strict yet: about 0.8% of those seeds still leave a
+// proxy or miss a peer_closed after a node loss; see the report in
+// DISABLED_Explore with SHMPORTS_SIM_STRICT=1.)
+TEST(PortsSimulationTest, StrictSeedRangeOfShortRuns) {
+  QuietLogs quiet;
+  SimulationOptions options;
+  options.num_ops = 40;
+  options.num_nodes = 3;
+  options.strict_lost_node = true;
+  uint64_t count = ::shmports::testing::Scaled(2000, 200);
+  uint64_t failed = 0;
+  for (uint64_t seed = 1; seed <= count && failed < 5; ++seed) {
+    SimulationResult result = RunSimulation(seed, options);
+    if (!result.failures.empty()) {
+      ++failed;
+      ADD_FAILURE() << Report(seed, result, options);
+    }
+  }
+}
+
 // Every seed also works with more nodes removed and longer runs.
 TEST(PortsSimulationTest, LongRunsWithRemovals) {
   QuietLogs quiet;
