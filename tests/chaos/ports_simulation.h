@@ -68,8 +68,10 @@ struct SimulationOptions {
   // After a node removal, also require that no port, proxy or zombie is
   // left on the survivors at quiescence and that every end whose peer was
   // lost sees peer_closed.
-  // Off by default while the lost-node bugs in PortsSimulationKnownBugs are
-  // open; the other checks stay on in every run.
+  // On in StrictSeedRangeOfShortRuns and StrictChecksAfterNodeLoss; off by
+  // default because about 0.8% of the 2000-op seeds still leave a proxy or
+  // miss a peer_closed after a node loss (SHMPORTS_SIM_STRICT=1 with
+  // DISABLED_Explore lists them). The other checks stay on in every run.
   bool strict_lost_node = false;
   // Test hook: at quiescence leave one open port unclosed, to prove the
   // leak check notices.
