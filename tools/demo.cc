@@ -1,211 +1,202 @@
 #include "tools/demo.h"
 
+#include <shmports/invitation.h>
+#include <shmports/pipe.h>
+#include <shmports/process.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
 #include <cstdio>
-#include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "core/base/random.h"
-#include "core/base/status.h"
+#include "core/base/deadline.h"
 #include "core/base/str_format.h"
-#include "core/ports/error.h"
-#include "core/ports/event.h"
-#include "core/ports/node.h"
 
 namespace shmports::tools {
 namespace {
 
-using ports::Node;
-using ports::NodeName;
-using ports::PortRef;
-using ports::UserMessageEvent;
+constexpr auto kWait = std::chrono::seconds(10);
+constexpr char kPipeName[] = "demo";
 
 struct Step {
   std::string title;
   std::string detail;
+  bool ok = true;
 };
 
-// Two nodes in this process joined the way a transport joins them: every
-// event is serialised, queued with its sender, decoded and accepted by its
-// destination.
-class DemoNetwork {
+class Narrator {
  public:
-  DemoNetwork()
-      : link_a_(this, NodeName(RandomName128().v1, 1)),
-        link_b_(this, NodeName(RandomName128().v1, 2)),
-        a_(link_a_.self, &link_a_),
-        b_(link_b_.self, &link_b_) {}
-
-  Node& a() { return a_; }
-  Node& b() { return b_; }
-
-  // Delivers until nothing is in flight; returns the events delivered.
-  size_t Pump() {
-    size_t delivered = 0;
-    while (!queue_.empty()) {
-      Envelope e = std::move(queue_.front());
-      queue_.pop_front();
-      auto event = ports::Event::Deserialize(e.bytes);
-      if (!event.ok())
-        continue;
-      Node& target = e.to == a_.name() ? a_ : b_;
-      target.AcceptEvent(e.from, std::move(*event));
-      ++delivered;
-    }
-    return delivered;
+  void Add(std::string title, std::string detail, bool ok = true) {
+    steps_.push_back({std::move(title), std::move(detail), ok});
   }
+  // Records a failed step and returns false, for `return narrator.Fail(..)`.
+  bool Fail(std::string title, const Status& status) {
+    Add(std::move(title), "FAILED: " + status.ToString(), false);
+    return false;
+  }
+  const std::vector<Step>& steps() const { return steps_; }
 
  private:
-  struct Envelope {
-    NodeName from;
-    NodeName to;
-    std::vector<uint8_t> bytes;
-  };
-
-  // The delegate of one node: knows who is sending.
-  struct Link : ports::NodeDelegate {
-    Link(DemoNetwork* net, NodeName name) : network(net), self(name) {}
-    void ForwardEvent(const NodeName& node, ports::ScopedEvent event) override {
-      network->queue_.push_back({self, node, event->SerializeToVector()});
-    }
-    void BroadcastEvent(ports::ScopedEvent event) override {
-      std::vector<uint8_t> bytes = event->SerializeToVector();
-      for (const Link* l : {&network->link_a_, &network->link_b_}) {
-        if (l->self != self)
-          network->queue_.push_back({self, l->self, bytes});
-      }
-    }
-    void PortStatusChanged(const PortRef&) override {}
-
-    DemoNetwork* network;
-    NodeName self;
-  };
-
-  Link link_a_;
-  Link link_b_;
-  Node a_;
-  Node b_;
-  std::deque<Envelope> queue_;
+  std::vector<Step> steps_;
 };
 
-std::unique_ptr<UserMessageEvent> Text(const std::string& text) {
-  auto m = std::make_unique<UserMessageEvent>();
-  m->message().Assign(text);
-  return m;
+std::string Micros(uint64_t nanos) {
+  if (nanos >= 1000000)
+    return StrFormat("%.2f ms", static_cast<double>(nanos) / 1e6);
+  return StrFormat("%.1f us", static_cast<double>(nanos) / 1e3);
 }
 
-std::string Read(Node& node, const PortRef& port) {
-  std::unique_ptr<UserMessageEvent> m;
-  int rv = node.GetMessage(port, &m, nullptr);
-  if (rv != ports::OK)
-    return ports::ErrorCodeName(rv);
-  return m ? "\"" + std::string(m->message().AsStringView()) + "\"" : "(none)";
-}
-
-std::string StatsText(Node& node) {
-  ports::NodeStats s = node.GetStats();
-  return StrFormat("%zu ports (%zu receiving, %zu proxies, %zu zombies)",
-                   s.ports, s.receiving, s.proxies, s.zombies);
+std::string SelfPath() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0)
+    return "";
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 // Returns whether every step showed what it should.
-bool RunPortsSteps(std::vector<Step>* steps) {
-  DemoNetwork net;
-  Node& a = net.a();
-  Node& b = net.b();
-  steps->push_back({"two nodes", "A = " + a.name().ToString() +
-                                     ", B = " + b.name().ToString()});
+bool RunSteps(Narrator& n) {
+  auto process = Process::Create();
+  if (!process.ok())
+    return n.Fail("process", process.status());
+  n.Add("process", "this program joins shmports as node " +
+                       (*process)->GetStats()->node_name.substr(0, 8) + "…");
 
-  // A route spanning the nodes: each side initialises its port with the
-  // other as peer, as a handshake does with its bootstrap ports.
-  PortRef a0, b0;
-  a.CreateUninitializedPort(&a0);
-  b.CreateUninitializedPort(&b0);
-  a.InitializePort(a0, b.name(), b0.name(), b.name(), b0.name());
-  b.InitializePort(b0, a.name(), a0.name(), a.name(), a0.name());
-  steps->push_back({"route A<->B", "port " + a0.name().ToString() + " on A, " +
-                                       b0.name().ToString() + " on B"});
+  OutgoingInvitation invitation(**process);
+  auto pipe = invitation.AttachPipe(kPipeName);
+  if (!pipe.ok())
+    return n.Fail("pipe created", pipe.status());
+  n.Add("pipe created",
+        StrFormat("a pipe named \"%s\": we keep one end, the other goes to "
+                  "the child",
+                  kPipeName));
 
-  a.SendUserMessage(a0, Text("hello from A"));
-  size_t events = net.Pump();
-  steps->push_back(
-      {"message A->B",
-       StrFormat("%zu event(s) carried; B reads ", events) + Read(b, b0)});
+  uint64_t t0 = MonotonicNanos();
+  auto child = invitation.Launch({SelfPath(), "demo-child"});
+  if (!child.ok())
+    return n.Fail("child launched", child.status());
+  n.Add("child launched",
+        StrFormat("pid %d (clone3, pidfd held); handshake with kernel "
+                  "identity and shared-memory rings done in %s",
+                  child->pid(), Micros(MonotonicNanos() - t0).c_str()));
 
-  // Send one end of a fresh local pair from A to B inside a message.
-  PortRef x, y;
-  a.CreatePortPair(&x, &y);
-  auto carrier = Text("here is a port");
-  carrier->ReservePorts(1);
-  carrier->ports()[0] = y.name();
-  a.SendUserMessage(a0, std::move(carrier));
-  std::unique_ptr<UserMessageEvent> got;
-  net.Pump();
-  b.GetMessage(b0, &got, nullptr);
-  PortRef y_on_b;
-  b.GetPort(got->ports()[0], &y_on_b);
-  steps->push_back({"port in a message", "B received port " +
-                                             y_on_b.name().ToString() +
-                                             "; A now has " + StatsText(a)});
+  t0 = MonotonicNanos();
+  Status sent = pipe->Send("hello, child");
+  auto reply = pipe->Receive(kWait);
+  if (!sent.ok() || !reply.ok())
+    return n.Fail("messages", sent.ok() ? reply.status() : sent);
+  n.Add("messages",
+        "sent \"hello, child\"; the child answered \"" +
+            std::string(reply->text()) + "\" (round trip " +
+            Micros(MonotonicNanos() - t0) + ")",
+        reply->text() == "child echoes: hello, child");
 
-  a.SendUserMessage(x, Text("through the moved port"));
-  events = net.Pump();
-  steps->push_back(
-      {"proxy removed", StrFormat("%zu events later B reads ", events) +
-                            Read(b, y_on_b) + "; A has " + StatsText(a)});
+  auto pair = (*process)->CreatePipe();
+  if (!pair.ok())
+    return n.Fail("pipe inside a message", pair.status());
+  std::vector<Pipe> attach;
+  attach.push_back(std::move(pair->second));
+  sent = pipe->Send("here is a pipe", std::move(attach));
+  auto through = pair->first.Receive(kWait);
+  if (!sent.ok() || !through.ok())
+    return n.Fail("pipe inside a message", sent.ok() ? through.status() : sent);
+  (void)pipe->Receive(kWait);  // The echo of "here is a pipe".
+  n.Add("pipe inside a message",
+        "sent a new pipe's end to the child; it wrote back through it: \"" +
+            std::string(through->text()) + "\"",
+        through->text() == "hello through the pipe you sent");
 
-  a.ClosePort(x);
-  net.Pump();
-  ports::PortStatus status;
-  b.GetStatus(y_on_b, &status);
-  steps->push_back(
-      {"peer closed", std::string("A closed its end; B sees "
-                                  "peer_closed = ") +
-                          (status.peer_closed ? "true" : "false")});
+  auto stats = (*process)->GetStats();
+  if (stats.ok()) {
+    n.Add("through the rings",
+          StrFormat("%llu messages (%llu bytes) out, %llu (%llu bytes) in",
+                    static_cast<unsigned long long>(stats->messages_sent),
+                    static_cast<unsigned long long>(stats->bytes_sent),
+                    static_cast<unsigned long long>(stats->messages_received),
+                    static_cast<unsigned long long>(stats->bytes_received)));
+  }
 
-  a.LostConnectionToNode(b.name());
-  b.LostConnectionToNode(a.name());
-  b.GetStatus(b0, &status);
-  steps->push_back({"lost node", std::string("B loses A: its route port sees "
-                                             "peer_closed = ") +
-                                     (status.peer_closed ? "true" : "false")});
-  b.ClosePort(y_on_b);
-  a.ClosePort(a0);
-  b.ClosePort(b0);
-  net.Pump();
-  bool ok = status.peer_closed && a.GetStats().proxies == 0 &&
-            a.CanShutdownCleanly() && b.CanShutdownCleanly();
-  steps->push_back({"clean shutdown",
-                    std::string("A: ") +
-                        (a.CanShutdownCleanly() ? "yes" : "no") +
-                        ", B: " + (b.CanShutdownCleanly() ? "yes" : "no")});
-  return ok;
+  t0 = MonotonicNanos();
+  Status killed = child->Kill(SIGKILL);
+  if (!killed.ok())
+    return n.Fail("child killed", killed);
+  auto end = pipe->Receive(kWait, WaitMode::kBlocking);
+  uint64_t detect = MonotonicNanos() - t0;
+  auto status = pipe->GetStatus();
+  bool closed = end.status().code() == StatusCode::kPeerClosed && status.ok() &&
+                status->peer_closed;
+  n.Add("child killed", StrFormat("SIGKILL sent to pid %d", child->pid()));
+  n.Add("peer_closed",
+        closed ? "seen " + Micros(detect) +
+                     " after the kill (pidfd readable -> ring drained -> "
+                     "route closed)"
+               : "NOT seen: " + end.status().ToString(),
+        closed);
+  auto wait = child->Wait(kWait);
+  bool signalled =
+      wait.ok() && WIFSIGNALED(*wait) && WTERMSIG(*wait) == SIGKILL;
+  n.Add(
+      "child reaped",
+      signalled ? "killed by signal 9, as expected" : "unexpected exit status",
+      signalled);
+
+  OutgoingInvitation missing(**process);
+  auto error = missing.Launch({"/nonexistent/shmports-child"});
+  n.Add("errors carry context",
+        error.ok() ? "launching a missing program succeeded?!"
+                   : error.status().ToString(),
+        !error.ok() && error.status().code() == StatusCode::kNotFound);
+  return true;
 }
 
 }  // namespace
 
-int RunDemo(bool json) {
-  std::vector<Step> steps;
-  bool ok = RunPortsSteps(&steps);
+int RunDemoChild() {
+  auto invitation = AcceptInvitation();
+  if (!invitation.ok()) {
+    std::fprintf(stderr, "demo child: %s\n",
+                 invitation.status().ToString().c_str());
+    return 1;
+  }
+  auto pipe = invitation->ExtractPipe(kPipeName);
+  if (!pipe.ok())
+    return 1;
+  for (;;) {
+    auto m = pipe->Receive(std::chrono::seconds(60));
+    if (!m.ok())
+      return m.status().code() == StatusCode::kPeerClosed ? 0 : 1;
+    for (Pipe& attached : m->pipes)
+      (void)attached.Send("hello through the pipe you sent");
+    (void)pipe->Send("child echoes: " + std::string(m->text()));
+  }
+}
 
-  Status s = CorruptError("frame length 70000 exceeds the largest frame 65536");
-  s.AddContext("drain ring from node 3F2A");
-  steps.push_back({"errors carry context", s.ToString()});
+int RunDemo(bool json) {
+  Narrator narrator;
+  bool ok = RunSteps(narrator);
+  for (const Step& step : narrator.steps())
+    ok = ok && step.ok;
 
   if (json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const Step& step : steps) {
-      out.push_back({{"step", step.title}, {"detail", step.detail}});
+    for (const Step& step : narrator.steps()) {
+      out.push_back(
+          {{"step", step.title}, {"detail", step.detail}, {"ok", step.ok}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return ok ? 0 : 1;
   }
-  std::printf("shmports demo: the ports protocol between two nodes\n");
-  for (size_t i = 0; i < steps.size(); ++i) {
-    std::printf("  %2zu. %-22s %s\n", i + 1, steps[i].title.c_str(),
-                steps[i].detail.c_str());
+  std::printf("shmports demo: a parent and a real child process\n");
+  for (size_t i = 0; i < narrator.steps().size(); ++i) {
+    const Step& step = narrator.steps()[i];
+    std::printf("  %2zu. %-22s %s%s\n", i + 1, step.title.c_str(),
+                step.ok ? "" : "[FAILED] ", step.detail.c_str());
   }
   if (!ok)
     std::printf("demo: a step did not show what it should\n");
