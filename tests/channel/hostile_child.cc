@@ -146,20 +146,35 @@ class Hostile {
     return const_cast<shm::RingControl*>(conn_->inbound_control());
   }
 
-  // Writes one frame honestly through shm::Ring (waiting for space).
+  // Writes one frame honestly through shm::Ring, waiting for space while
+  // the parent is there. False once it hung up (it dropped us: see
+  // hung_up()) or on an error.
   bool WriteFrame(uint16_t kind, std::span<const uint8_t> bytes) {
+    Deadline deadline = Deadline::In(std::chrono::seconds(60));
     for (;;) {
       Status s = conn_->outbound_ring().Write(kind, bytes);
       if (s.ok())
         return true;
-      if (s.code() != StatusCode::kUnavailable)
+      if (s.code() != StatusCode::kUnavailable || deadline.Expired())
+        return false;
+      if (HungUp())
         return false;
       s = conn_->outbound_ring().WaitForSpace(
           static_cast<uint32_t>(bytes.size()),
-          Deadline::In(std::chrono::seconds(30)));
-      if (!s.ok())
+          Deadline::In(std::chrono::milliseconds(50)));
+      if (!s.ok() && s.code() != StatusCode::kUnavailable)
         return false;
     }
+  }
+
+  // Whether the parent has shut the socket (it drops a peer that way).
+  bool HungUp() {
+    if (!hung_up_) {
+      pollfd p = {conn_->socket_fd(), POLLRDHUP, 0};
+      hung_up_ = poll(&p, 1, 0) > 0 &&
+                 (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+    }
+    return hung_up_;
   }
 
   bool WriteEvent(const ports::Event& event) {
@@ -283,6 +298,7 @@ class Hostile {
 
  private:
   std::unique_ptr<Connection> conn_;
+  bool hung_up_ = false;
 };
 
 // Every memfd in our descriptor table (the two ring segments).
@@ -501,6 +517,18 @@ int PlayEarlyControlFlood(Hostile& h, uint64_t n) {
   return kOk;
 }
 
+// `n` user messages of 64 KiB from our true port, numbered far ahead: all
+// early, and large.
+int PlayEarlyMessageFlood(Hostile& h, uint64_t n) {
+  const ports::PortName target = h.conn().peer_bootstrap_port();
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!h.WriteEvent(
+            *h.UserMessage(target, kHostileBoot, 1000 + i, i + 1, 64 << 10)))
+      return kSetupError;
+  }
+  return kOk;
+}
+
 // ftruncate must fail on both sealed segments (shrink and grow); then holes
 // are punched through the whole segment of the ring the parent reads, after
 // it consumed a few honest frames.
@@ -629,6 +657,8 @@ int Play(Hostile& h,
     return PlayForgedPreviousPeer(h, n);
   if (scenario == "early-control-flood")
     return PlayEarlyControlFlood(h, n);
+  if (scenario == "early-message-flood")
+    return PlayEarlyMessageFlood(h, n);
   if (scenario == "truncate-and-punch")
     return PlayTruncateAndPunch(h);
   if (scenario == "forge-on-good-route")
@@ -660,6 +690,9 @@ int HostileMain(int fd,
   }
   Hostile h(std::move(*conn));
   int rv = Play(h, scenario, seed, good, n);
+  // Dropped before the scenario was played out: the parent saw enough.
+  if (rv == kSetupError && h.HungUp())
+    rv = kOk;
   if (rv != kOk)
     fprintf(stderr, "hostile child: %s ended with %d\n", scenario.c_str(), rv);
   h.Idle(/*drain_inbound=*/scenario != "head-backwards");
