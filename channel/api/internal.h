@@ -55,8 +55,9 @@ struct ProcessCore {
   // Runs `task` on the io thread (dropped once the io thread has stopped).
   void PostToIoThread(std::function<void()> task);
 
-  // Closes every registered pipe, waits out calls in flight and destroys
-  // the channel::Process. Not on the io thread.
+  // Waits out calls in flight, closes every registered pipe, flushes the
+  // rings and says goodbye (channel::Process::Shutdown, 1 s deadline), then
+  // destroys the channel::Process. Not on the io thread.
   void Shutdown();
 
   void Register(PipeState* state, std::weak_ptr<PipeState> weak);

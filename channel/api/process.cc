@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "channel/api/internal.h"
+#include "core/base/log.h"
 #include "core/ports/error.h"
 #include "core/ports/node.h"
 
@@ -132,6 +133,11 @@ void ProcessCore::Shutdown() {
     state->Close(/*close_port=*/false);
     (void)process->node().ClosePort(state->port);
   }
+  // The closures travel ahead of the goodbye; what a peer cannot take
+  // within the deadline is lost with the link, as for a death.
+  Status flushed = process->Shutdown();
+  if (!flushed.ok())
+    SHMPORTS_LOG(kWarning, "process shutdown: %s", flushed.ToString().c_str());
   process.reset();
 }
 

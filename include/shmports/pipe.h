@@ -75,9 +75,9 @@ enum class WaitMode : uint8_t {
 
 class Pipe {
  public:
-  // Largest payload of one message. Send refuses larger ones
-  // (kInvalidArgument) rather than lose them in transit.
-  static constexpr size_t kMaxMessageBytes = 192 * 1024;
+  // Largest payload of one message (large ones travel as fragments). Send
+  // refuses larger ones (kInvalidArgument) rather than lose them in transit.
+  static constexpr size_t kMaxMessageBytes = size_t{60} << 20;
   // Most pipes attached to one message.
   static constexpr size_t kMaxAttachedPipes = 64;
   // How long kDefault spins before it sleeps.

@@ -50,7 +50,7 @@ TEST(ApiInvitation, ChildEchoesMessagesOfAllSizes) {
   auto child = invitation.Launch({Child(), "echo"});
   ASSERT_TRUE(child.ok()) << child.status().ToString();
   for (size_t size : {size_t{0}, size_t{1}, size_t{64}, size_t{4096},
-                      size_t{65536}, Pipe::kMaxMessageBytes}) {
+                      size_t{65536}, (size_t{2} << 20) + 1}) {
     auto bytes = testing::Payload(seed, size, size);
     ASSERT_TRUE(pipe->Send(bytes).ok());
     auto m = pipe->Receive(kWait);
