@@ -3,6 +3,7 @@
 // and a short count; the "untouched" checks see a changed node shape, a
 // closed route, a missing or redirected link.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 #include <utility>
@@ -206,6 +207,18 @@ TEST(LinkIntactTest, ReportsAMissingOrRedirectedLink) {
   Status missing = CheckLinkIntact(stats, peer, 1234);
   EXPECT_NE(missing.ToString().find("no link"), std::string::npos)
       << missing.ToString();
+}
+
+// This test process has not dropped anything (no_new_privs at least is
+// unset; as root it also holds capabilities): the check must say so.
+TEST(PrivilegesTest, ReportsAProcessThatKeptItsPrivileges) {
+  std::string problems = PrivilegeProblems(getpid());
+  EXPECT_NE(problems.find("no_new_privs not set"), std::string::npos)
+      << problems;
+  if (geteuid() == 0) {
+    EXPECT_NE(problems.find("CapEff"), std::string::npos) << problems;
+  }
+  EXPECT_NE(PrivilegeProblems(-1), "");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <fstream>
 #include <string>
 
 #include "channel/router.h"
@@ -68,6 +69,29 @@ inline Status CheckLinkIntact(const RouterStats& stats,
     return Status::Ok();
   }
   return FailedPreconditionError("no link to " + peer.ToString());
+}
+
+// What the kernel says `pid` can still do beyond a plain process of its
+// uid: capabilities in any set but the bounding one (which only limits what
+// exec may grant), or no_new_privs unset. Empty when it has dropped
+// everything.
+inline std::string PrivilegeProblems(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  if (!in)
+    return "no /proc status for pid " + std::to_string(pid);
+  std::string line, problems;
+  bool no_new_privs = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("Cap", 0) == 0 && line.rfind("CapBnd", 0) != 0 &&
+        line.find("0000000000000000") == std::string::npos) {
+      problems += line + "; ";
+    }
+    if (line.rfind("NoNewPrivs:", 0) == 0)
+      no_new_privs = line.find('1') != std::string::npos;
+  }
+  if (!no_new_privs)
+    problems += "no_new_privs not set";
+  return problems;
 }
 
 }  // namespace shmports::channel::testing

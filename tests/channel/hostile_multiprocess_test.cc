@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -37,6 +36,7 @@ using ::shmports::channel::testing::CheckLinkIntact;
 using ::shmports::channel::testing::CheckRouteOpen;
 using ::shmports::channel::testing::CompareNodeShape;
 using ::shmports::channel::testing::PortWaiter;
+using ::shmports::channel::testing::PrivilegeProblems;
 using ::shmports::channel::testing::SendBytes;
 using ::shmports::channel::testing::SendText;
 using ::shmports::channel::testing::StreamEndpoint;
@@ -104,7 +104,7 @@ class HostileTest : public ::testing::Test {
                 std::to_string(good_.boot.name().v1),
                 std::to_string(good_.boot.name().v2), std::to_string(n)},
                &hostile_));
-    ExpectPrivilegesDropped(hostile_.spawned.pid);
+    EXPECT_EQ(PrivilegeProblems(hostile_.spawned.pid), "");
     shape_before_ = process_->node().GetStats();
   }
 
@@ -207,24 +207,6 @@ class HostileTest : public ::testing::Test {
     EXPECT_TRUE(status.ok()) << status.status().ToString();
     child.reaped = status.ok();
     return status.ok() ? ExitCode(*status) : -1;
-  }
-
-  // From the kernel's view of the child: no capability in any set, and no
-  // new privileges through exec.
-  static void ExpectPrivilegesDropped(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line, caps;
-    bool no_new_privs = false;
-    while (std::getline(in, line)) {
-      if (line.rfind("Cap", 0) == 0 && line.rfind("CapBnd", 0) != 0 &&
-          line.find("0000000000000000") == std::string::npos) {
-        caps += line + "; ";
-      }
-      if (line.rfind("NoNewPrivs:", 0) == 0)
-        no_new_privs = line.find('1') != std::string::npos;
-    }
-    EXPECT_TRUE(caps.empty()) << caps;
-    EXPECT_TRUE(no_new_privs);
   }
 
   bool HasLink(const ports::NodeName& peer) {
