@@ -388,6 +388,10 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- Stale or unknown targets: ignored and counted, not dropped. ----
 
+// Every event type that can name a port (MergePort aside: its new port is
+// adopted and closed by design), to random names. "No state change" is the
+// node's shape (CompareNodeShape): its message and buffered counts are left
+// out because the good stream moves them all along.
 TEST_F(HostileTest, EventsToPortsNeverGivenAreIgnoredAndCounted) {
   SCOPED_TRACE(SeedTrace(seed_));
   ASSERT_NO_FATAL_FAILURE(Begin());
