@@ -7,10 +7,16 @@
 #include <utility>
 
 #include "channel/frame_kinds.h"
+#include "channel/handshake.h"
 #include "core/base/log.h"
 #include "core/base/str_format.h"
 
 namespace shmports::channel {
+
+// The handshake's minor covers the event types: a link that negotiated minor
+// m decodes the types introduced up to m.
+static_assert(kProtocolMinor == ports::kEventProtocolMinor);
+
 namespace {
 
 // Frames one inbound pass delivers before yielding to other links and tasks.
@@ -437,7 +443,13 @@ Result<size_t> Router::DrainInbound(const LinkPtr& link, size_t max_frames) {
   ports::Node* node = node_.load(std::memory_order_acquire);
   Status bad;
   auto deliver = [&](std::span<const uint8_t> bytes) {
-    auto event = ports::Event::Deserialize(bytes);
+    auto event =
+        ports::Event::Deserialize(bytes, link->conn->negotiated_minor());
+    if (!event.ok() && ports::IsEventFromNewerMinor(event.status())) {
+      // The peer speaks a type of a minor we did not agree on: harmless.
+      Bump(link->events_ignored);
+      return;
+    }
     if (!event.ok()) {
       bad = std::move(event).TakeStatus().WithContext("decode event");
       return;
