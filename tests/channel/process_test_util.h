@@ -121,11 +121,13 @@ inline uint64_t Mix(uint64_t x) {
 }
 
 // Log-uniform in [1, max_size]; index 0 is always max_size (the largest
-// frame), index 1 is 1 byte.
+// frame), index 1 is empty (0 bytes), index 2 is 1 byte.
 inline size_t PayloadSize(uint64_t seed, uint64_t index, size_t max_size) {
   if (index == 0)
     return max_size;
   if (index == 1)
+    return 0;
+  if (index == 2)
     return 1;
   double u = static_cast<double>(Mix(seed ^ (index * 0x51ED27ull)) >> 11) /
              static_cast<double>(uint64_t{1} << 53);
