@@ -877,5 +877,31 @@ TEST_F(FakePeerTest, FrameAfterGoodbyeDropsPeer) {
   EXPECT_EQ(process_->node().ClosePort(port_), ports::OK);
 }
 
+// The peer-death checker, fed each fault it looks for.
+TEST(CommittedPrefixCheckerTest, ReportsEachFault) {
+  constexpr uint64_t kSeed = 99;
+  constexpr size_t kMax = 4096;
+  auto feed = [&](std::vector<uint64_t> order, uint64_t committed,
+                  int flip_in = -1) {
+    testing::CommittedPrefixChecker checker(kSeed, kMax);
+    for (uint64_t index : order) {
+      std::vector<uint8_t> payload = testing::MakePayload(kSeed, index, kMax);
+      if (static_cast<int64_t>(index) == flip_in && !payload.empty())
+        payload[payload.size() / 2] ^= 0x10;
+      checker.Observe(payload);
+    }
+    return checker.Verify(committed);
+  };
+  EXPECT_EQ(feed({0, 1, 2, 3, 4, 5}, 6), "");
+  EXPECT_EQ(feed({0, 1, 2, 3, 4, 5}, 4), "") << "more than committed is fine";
+  EXPECT_NE(feed({0, 1, 2, 4, 5}, 5), "") << "drop";
+  EXPECT_NE(feed({0, 1, 2, 2, 3, 4}, 5), "") << "duplicate";
+  EXPECT_NE(feed({0, 1, 3, 2, 4, 5}, 6), "") << "reorder";
+  EXPECT_NE(feed({0, 1, 2, 3, 4, 5}, 6, 3), "") << "flipped byte";
+  EXPECT_NE(feed({0, 1, 2, 3}, 6), "") << "committed tail lost";
+  EXPECT_NE(feed({0, 1, 2, 3}, 6).find("6 committed, 4 arrived"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace shmports::channel

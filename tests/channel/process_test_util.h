@@ -164,6 +164,48 @@ inline bool CheckPayload(uint64_t seed,
          std::memcmp(bytes.data(), expected.data(), bytes.size()) == 0;
 }
 
+// The peer-death checker: pattern messages 0, 1, ... must arrive intact and
+// in order; Verify(committed) then also requires every message the sender
+// recorded as committed to have arrived. Single-threaded: the reader owns it
+// until it is joined.
+class CommittedPrefixChecker {
+ public:
+  CommittedPrefixChecker(uint64_t seed, size_t max_size)
+      : seed_(seed), max_size_(max_size) {}
+
+  void Observe(std::span<const uint8_t> bytes) {
+    if (!error_.empty())
+      return;
+    if (!CheckPayload(seed_, intact_, max_size_, bytes)) {
+      error_ = "message " + std::to_string(intact_) +
+               " damaged, missing, repeated or out of order (" +
+               std::to_string(bytes.size()) + " bytes)";
+      return;
+    }
+    ++intact_;
+  }
+
+  uint64_t intact() const { return intact_; }
+
+  // Empty when every observed message was right and the committed prefix
+  // arrived in full.
+  std::string Verify(uint64_t committed) const {
+    if (!error_.empty())
+      return error_;
+    if (intact_ < committed) {
+      return "committed messages lost: " + std::to_string(committed) +
+             " committed, " + std::to_string(intact_) + " arrived";
+    }
+    return {};
+  }
+
+ private:
+  const uint64_t seed_;
+  const size_t max_size_;
+  uint64_t intact_ = 0;
+  std::string error_;
+};
+
 // Sends `count` pattern messages on `port`, keeping at most `window`
 // unacknowledged (read acks every window/4), so that a fast sender does not
 // pile everything into the Router's overflow queue. Returns the ports error
