@@ -60,12 +60,13 @@ double LoadAverage() {
 }
 
 void PrintList() {
-  std::printf("subjects (baselines marked *):\n");
+  std::printf("subjects (baselines marked *, opt-in (-s) marked +):\n");
   for (const auto& s : AllSubjects()) {
     const SubjectInfo& i = s->info();
     std::string patterns = std::string(i.round_trip ? "round-trip " : "") +
                            (i.one_way ? "one-way" : "");
-    std::printf("  %c %-12s %-20s %s\n", i.baseline ? '*' : ' ', i.name.c_str(),
+    std::printf("  %c %-12s %-20s %s\n",
+                i.baseline ? '*' : (i.opt_in ? '+' : ' '), i.name.c_str(),
                 patterns.c_str(), i.description.c_str());
   }
   std::printf("ratios:\n");
@@ -146,7 +147,14 @@ int RunMain(const Options& options, const CLI::App& app) {
     config.repetitions = 3;
   }
 
-  const std::vector<TrialSpec> plan = PlanTrials(figures, options.subjects);
+  std::vector<std::string> subjects = options.subjects;
+  if (subjects.empty()) {
+    for (const auto& s : AllSubjects()) {
+      if (!s->info().opt_in)
+        subjects.push_back(s->info().name);
+    }
+  }
+  const std::vector<TrialSpec> plan = PlanTrials(figures, subjects);
   if (plan.empty()) {
     std::fprintf(stderr,
                  "nothing to run: no selected subject supports the selected "
@@ -205,7 +213,8 @@ int main(int argc, char** argv) {
   app.add_flag("--list", options.list, "List subjects and ratios, run nothing");
   app.add_flag("-q,--quiet", options.quiet, "No progress lines on stderr");
   app.add_option("-s,--subjects", options.subjects,
-                 "Only these subjects (comma-separated; default: all)")
+                 "Only these subjects (comma-separated; default: all but "
+                 "the opt-in ones, marked + in --list)")
       ->delimiter(',');
   app.add_option("--sizes", options.sizes,
                  "Message sizes in bytes, for every pattern (default: round "

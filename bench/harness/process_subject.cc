@@ -247,7 +247,11 @@ std::unique_ptr<Subject> MakeProcessSubject() {
                       "rings, io_uring; receiver spins then sleeps",
        .round_trip = true,
        .one_way = true,
-       .max_size = kMaxMessage});
+       .max_size = kMaxMessage,
+       // Opt-in until the teardown deadlock is fixed in channel/ (see the
+       // README): a trial's ~Process can hang with its io thread blocked in
+       // Node::LostConnectionToNode.
+       .opt_in = true});
 }
 
 }  // namespace shmports::bench

@@ -1,5 +1,6 @@
 #include "bench/harness/report.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <map>
 #include <tuple>
@@ -161,6 +162,13 @@ nlohmann::json ReportJson(const RunConfig& config,
   j["subjects"] = nlohmann::json::array();
   for (const auto& s : AllSubjects()) {
     const SubjectInfo& i = s->info();
+    // An opt-in subject is listed only when this run measured it.
+    if (i.opt_in &&
+        std::none_of(trials.begin(), trials.end(), [&](const TrialResult& t) {
+          return t.subject == i.name;
+        })) {
+      continue;
+    }
     j["subjects"].push_back({{"name", i.name},
                              {"description", i.description},
                              {"baseline", i.baseline},

@@ -121,6 +121,8 @@ struct SubjectInfo {
   bool local = false;             // Runs in the parent alone (no peer).
   size_t max_size = SIZE_MAX;     // Largest message it can carry.
   size_t payload_cap = SIZE_MAX;  // Carries min(size, cap) payload bytes.
+  // Left out of a run that names no subjects (-s): measured only on request.
+  bool opt_in = false;
 };
 
 // The parent's side of one trial, built by Subject::CreateParent.
