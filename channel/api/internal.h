@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -129,6 +130,21 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   bool closed GUARDED_BY(mu) = false;
   bool in_callback GUARDED_BY(mu) = false;
   std::shared_ptr<std::function<void()>> callback GUARDED_BY(mu);
+
+  // Credit (Pipe::SetQuota). `unacked_sizes` holds the sizes of the messages
+  // sent since the last acknowledgement, oldest first (acknowledgements
+  // cover a prefix, so the node's unacknowledged count says how many of the
+  // newest remain).
+  PipeQuota quota GUARDED_BY(mu);
+  std::deque<size_t> unacked_sizes GUARDED_BY(mu);
+  size_t unacked_bytes GUARDED_BY(mu) = 0;
+  // Drops acknowledged entries: `unacked` is the node's current count.
+  void SettleCredit(size_t unacked) REQUIRES(mu) {
+    while (unacked_sizes.size() > unacked) {
+      unacked_bytes -= unacked_sizes.front();
+      unacked_sizes.pop_front();
+    }
+  }
 };
 
 // The port's user data: how PortStatusChanged finds the pipe.

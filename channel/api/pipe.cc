@@ -20,6 +20,7 @@
 // this changes the public API.
 #include <shmports/pipe.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "channel/api/internal.h"
@@ -135,13 +136,13 @@ void Pipe::Close() {
   state_.reset();
 }
 
-Status Pipe::Send(std::string_view text, std::vector<Pipe> pipes) {
+Status Pipe::Send(std::string_view text, std::vector<Pipe>&& pipes) {
   return Send(std::span<const uint8_t>(
                   reinterpret_cast<const uint8_t*>(text.data()), text.size()),
               std::move(pipes));
 }
 
-Status Pipe::Send(std::span<const uint8_t> bytes, std::vector<Pipe> pipes) {
+Status Pipe::Send(std::span<const uint8_t> bytes, std::vector<Pipe>&& pipes) {
   if (!state_)
     return Closed("send");
   api_internal::ProcessCore* core = state_->core.get();
@@ -173,6 +174,38 @@ Status Pipe::Send(std::span<const uint8_t> bytes, std::vector<Pipe> pipes) {
     }
     message->ports()[i] = attached->port.name();
   }
+  bool quota_set = false;
+  {
+    MutexLock lock(&state_->mu);
+    quota_set = state_->quota.max_unacknowledged_messages != 0 ||
+                state_->quota.max_unacknowledged_bytes != 0;
+  }
+  if (quota_set) {
+    ports::PortStatus ps;
+    int rv = core->process->node().GetStatus(state_->port, &ps);
+    if (rv != ports::OK)
+      return ports::ErrorToStatus(rv, "send");
+    if (ps.peer_closed)
+      return PeerClosedError("send: the other end of the pipe is closed");
+    MutexLock lock(&state_->mu);
+    state_->SettleCredit(ps.unacknowledged_message_count);
+    const PipeQuota q = state_->quota;
+    const size_t count = state_->unacked_sizes.size();
+    const size_t held = state_->unacked_bytes;
+    if (count > 0 && ((q.max_unacknowledged_messages != 0 &&
+                       count >= q.max_unacknowledged_messages) ||
+                      (q.max_unacknowledged_bytes != 0 &&
+                       held + bytes.size() > q.max_unacknowledged_bytes))) {
+      return reject(ResourceExhaustedError(StrFormat(
+          "send: quota spent (%zu messages, %zu bytes unacknowledged; quota "
+          "%zu messages, %zu bytes): the reader has not caught up",
+          count, held, q.max_unacknowledged_messages,
+          q.max_unacknowledged_bytes)));
+    }
+    // Reserved now; returned below if the send fails.
+    state_->unacked_sizes.push_back(bytes.size());
+    state_->unacked_bytes += bytes.size();
+  }
   // The attached ends stop being ours whatever happens next: the node turns
   // them into proxies, or closes them on error.
   for (Pipe& p : pipes) {
@@ -182,6 +215,14 @@ Status Pipe::Send(std::span<const uint8_t> bytes, std::vector<Pipe> pipes) {
       core->process->node().SendUserMessage(state_->port, std::move(message));
   for (Pipe& p : pipes)
     PipeState::Forget(p);  // Detached above: their ports are not ours.
+  pipes.clear();
+  if (rv != ports::OK && quota_set) {
+    MutexLock lock(&state_->mu);
+    if (!state_->unacked_sizes.empty()) {
+      state_->unacked_bytes -= state_->unacked_sizes.back();
+      state_->unacked_sizes.pop_back();
+    }
+  }
   if (rv != ports::OK) {
     Status s = ports::ErrorToStatus(rv, "send");
     if (rv != ports::ERROR_PORT_PEER_CLOSED)
@@ -289,6 +330,30 @@ Status Pipe::SetReadableCallback(std::function<void()> callback) {
   return Status::Ok();
 }
 
+Status Pipe::SetQuota(const PipeQuota& quota) {
+  if (!state_)
+    return Closed("set quota");
+  CoreUse use(state_->core.get());
+  if (!use.ok())
+    return use.status().WithContext("set quota");
+  uint64_t interval = 0;
+  if (quota.max_unacknowledged_bytes != 0)
+    interval = 1;
+  else if (quota.max_unacknowledged_messages != 0)
+    interval = std::max<uint64_t>(1, quota.max_unacknowledged_messages / 2);
+  int rv = state_->core->process->node().SetAcknowledgeRequestInterval(
+      state_->port, interval);
+  if (rv != ports::OK)
+    return ports::ErrorToStatus(rv, "set quota");
+  MutexLock lock(&state_->mu);
+  state_->quota = quota;
+  if (interval == 0) {
+    state_->unacked_sizes.clear();
+    state_->unacked_bytes = 0;
+  }
+  return Status::Ok();
+}
+
 Result<PipeStatus> Pipe::GetStatus() const {
   if (!state_)
     return Closed("status");
@@ -304,6 +369,14 @@ Result<PipeStatus> Pipe::GetStatus() const {
   out.queued_messages = s.queued_message_count;
   out.queued_bytes = s.queued_num_bytes;
   out.unacknowledged_messages = s.unacknowledged_message_count;
+  MutexLock lock(&state_->mu);
+  if (state_->quota.max_unacknowledged_messages == 0 &&
+      state_->quota.max_unacknowledged_bytes == 0) {
+    out.unacknowledged_messages = 0;  // Not tracked without a quota.
+  } else {
+    state_->SettleCredit(s.unacknowledged_message_count);
+    out.unacknowledged_bytes = state_->unacked_bytes;
+  }
   return out;
 }
 

@@ -58,9 +58,20 @@ struct PipeStatus {
   // Received, not yet read.
   size_t queued_messages = 0;
   size_t queued_bytes = 0;
-  // Sent from this end and not yet acknowledged as read by the other end
-  // (only counted while acknowledgements are requested: see PipeQuota).
+  // Sent from this end and not yet acknowledged as read by the other end.
+  // Meaningful only while a quota is set (SetQuota): acknowledgements are
+  // requested only then.
   size_t unacknowledged_messages = 0;
+  size_t unacknowledged_bytes = 0;
+};
+
+// Credit for one sending end: how much it may have sent that the other end
+// has not yet read. The reader's reads come back as acknowledgements and
+// restore credit. 0 means unlimited. One message is always allowed when
+// nothing is unacknowledged, however large.
+struct PipeQuota {
+  size_t max_unacknowledged_messages = 0;
+  size_t max_unacknowledged_bytes = 0;
 };
 
 // How a waiting Receive waits.
@@ -93,15 +104,18 @@ class Pipe {
 
   bool is_valid() const { return state_ != nullptr; }
 
-  // Sends `bytes` with `pipes` attached. The attached pipes are consumed
-  // whatever the outcome (on error they are closed, as Mojo does); they may
-  // not include this pipe. Never blocks: a full ring queues inside shmports.
-  // Errors: kPeerClosed (the other end is closed: the message is dropped),
-  // kInvalidArgument (too large, too many or invalid pipes, this pipe or its
-  // own peer attached), kFailedPrecondition (closed/invalid pipe, Process
-  // gone, forked child).
-  Status Send(std::span<const uint8_t> bytes, std::vector<Pipe> pipes = {});
-  Status Send(std::string_view text, std::vector<Pipe> pipes = {});
+  // Sends `bytes` with `pipes` attached (not this pipe). Once the message is
+  // handed over the attached pipes are consumed and `pipes` is cleared, even
+  // if the node then refuses it (they are closed, as Mojo does); when Send
+  // refuses up front (kResourceExhausted, kInvalidArgument,
+  // kFailedPrecondition) they stay in `pipes` for a retry. Never blocks: a full
+  // ring queues inside shmports. Errors: kResourceExhausted (the quota is
+  // spent: nothing was sent; retry once the reader has caught up), kPeerClosed
+  // (the other end is closed: the message is dropped), kInvalidArgument (too
+  // large, too many or invalid pipes, the pipe's own peer attached),
+  // kFailedPrecondition (closed/invalid pipe, Process gone, forked child).
+  Status Send(std::span<const uint8_t> bytes, std::vector<Pipe>&& pipes = {});
+  Status Send(std::string_view text, std::vector<Pipe>&& pipes = {});
 
   // The next message, without waiting. kUnavailable when none is queued,
   // kPeerClosed once the other end is closed and everything it sent has been
@@ -123,6 +137,13 @@ class Pipe {
   // it. A callback may destroy its own pipe: the function object is kept
   // until the call returns.
   Status SetReadableCallback(std::function<void()> callback);
+
+  // Sets this end's sending quota (see PipeQuota). Acknowledgements are
+  // requested every max_unacknowledged_messages / 2 messages, or every
+  // message when a byte limit is set (so credit can never be stuck behind
+  // an unrequested acknowledgement). With several threads sending on one
+  // end, the byte count is approximate by the messages in flight.
+  Status SetQuota(const PipeQuota& quota);
 
   Result<PipeStatus> GetStatus() const;
 
