@@ -54,7 +54,9 @@ namespace shmports::ports {
 struct NodeLimits {
   // Ports attached to one user message from another node.
   size_t max_attached_ports_per_message = 64;
-  // Early (out-of-order) sequenced events buffered on one port.
+  // Early (out-of-order) sequenced events one peer node may have buffered
+  // on one port (each sender has its own share, so a forger filling a port
+  // cannot get an honest sender's next early event blamed).
   size_t max_buffered_events_per_port = 4096;
   // Early events one peer node may have buffered here across all ports, by
   // count and by serialised bytes. Forged events (a sender that is not the
@@ -199,7 +201,8 @@ class Node {
   //  - an UpdatePreviousPeer naming an invalid node or port;
   //  - a ReadAck for a number the receiving port never sent;
   //  - PortAccepted / ObserveProxyAck to a port in the wrong state;
-  //  - more than max_buffered_events_per_port early events on one port, or
+  //  - more than max_buffered_events_per_port early events from one peer on
+  //    one port, or
   //    a peer past max_buffered_events_per_peer /
   //    max_buffered_event_bytes_per_peer early events across all ports;
   //  - a user message numbered below the next one to read (it would wedge
@@ -223,7 +226,10 @@ class Node {
 
   // Routes through `node` are broken: ports whose peer is there see
   // peer_closed; proxies pointing there become zombies and their death is
-  // broadcast.
+  // broadcast. Early events `node` left buffered on any port (forged onto
+  // other routes, or waiting for a gap only it could fill) are dropped and
+  // their per-peer budget released, after the routes through it took what
+  // they could still deliver.
   int LostConnectionToNode(const NodeName& node);
 
   NodeStats GetStats();
@@ -313,6 +319,8 @@ class Node {
   void DestroyAllPortsWithPeer(const NodeName& node_name,
                                const PortName& port_name);
   void DestroyAllPortsWithPrev(const NodeName& node_name);
+  // Drops, on every port, the early events the lost `node` left buffered.
+  void DiscardEventsFromLostNode(const NodeName& node);
   // One port whose previous peer is on the lost `node_name`.
   void OnPreviousPeerLost(const PortRef& port_ref, const NodeName& node_name);
   // Routes that reached a lost node after LostConnectionToNode ran (a port

@@ -623,7 +623,32 @@ int Node::LostConnectionToNode(const NodeName& node) {
   DestroyAllPortsWithPeer(node, kInvalidPortName);
   DestroyAllPortsWithPrev(node);
   MaybeFlushLostRoutes();
+  DiscardEventsFromLostNode(node);
   return OK;
+}
+
+// Runs after the routes through the lost node were handled, so that a
+// stream of its that those could still use (OnPreviousPeerLost adopts one
+// that starts at the first number) was drained first. What is left from it
+// waits for a number only it could send, or for an UpdatePreviousPeer
+// naming one of its ports — and such a port is treated as lost on arrival
+// (OnUpdatePreviousPeer). Either way it is never next; without this, events
+// forged onto other routes by a dropped peer stayed, with their budget
+// charge, until those ports closed.
+void Node::DiscardEventsFromLostNode(const NodeName& node) {
+  std::vector<PortRef> ports;
+  {
+    MutexLock ports_lock(&ports_lock_);
+    for (auto& [name, port] : ports_)
+      ports.emplace_back(name, port);
+  }
+  std::vector<Port::PendingMessage> pending_messages;
+  for (const PortRef& port_ref : ports) {
+    SinglePortLocker locker(&port_ref);
+    locker.port()->DiscardEventsFrom(node, &pending_messages);
+  }
+  ClosePendingMessagePorts(pending_messages);
+  MaybeFlushLostRoutes();
 }
 
 // Mojo looks only at peers. A port whose previous peer (the port that sends

@@ -54,8 +54,11 @@ void PeerEventBudget::Largest(size_t* events, size_t* bytes) {
 bool Port::BufferEvent(const NodeName& from_node,
                        ScopedEvent event,
                        size_t max_buffered) {
-  if (buffered_event_count_ >= max_buffered)
+  auto sender_it = buffered_per_sender_.find(from_node);
+  if (sender_it != buffered_per_sender_.end() &&
+      sender_it->second >= max_buffered) {
     return false;
+  }
   auto key = SenderKey(from_node, event->from_port());
   auto queue_it = control_event_queues_.find(key);
   uint64_t seq = event->control_sequence_num();
@@ -70,6 +73,7 @@ bool Port::BufferEvent(const NodeName& from_node,
     return false;
   control_event_queues_[key].emplace(
       seq, std::make_pair(from_node, std::move(event)));
+  ++buffered_per_sender_[from_node];
   ++buffered_event_count_;
   buffered_event_bytes_ += bytes;
   return true;
@@ -90,11 +94,44 @@ void Port::NextEvent(NodeName* from_node, ScopedEvent* event) {
   queue.erase(head);
   if (queue.empty())
     control_event_queues_.erase(it);
+  Unbuffer(*from_node, (*event)->GetSerializedSize());
+}
+
+void Port::Unbuffer(const NodeName& node, size_t bytes) {
+  auto sender_it = buffered_per_sender_.find(node);
+  if (sender_it != buffered_per_sender_.end() && --sender_it->second == 0)
+    buffered_per_sender_.erase(sender_it);
   --buffered_event_count_;
-  size_t bytes = (*event)->GetSerializedSize();
   buffered_event_bytes_ -= bytes;
   if (budget != nullptr)
-    budget->Release(*from_node, bytes);
+    budget->Release(node, bytes);
+}
+
+size_t Port::buffered_event_count_from(const NodeName& node) const {
+  auto it = buffered_per_sender_.find(node);
+  return it == buffered_per_sender_.end() ? 0 : it->second;
+}
+
+void Port::DiscardEventsFrom(const NodeName& node,
+                             std::vector<PendingMessage>* messages) {
+  if (buffered_per_sender_.count(node) == 0)
+    return;
+  for (auto it = control_event_queues_.begin();
+       it != control_event_queues_.end();) {
+    // The queue's key names the sending node (each entry repeats it).
+    if (it->first.first != node) {
+      ++it;
+      continue;
+    }
+    for (auto& [seq, entry] : it->second) {
+      Unbuffer(entry.first, entry.second->GetSerializedSize());
+      if (entry.second->type() == EventType::kUserMessage) {
+        messages->emplace_back(entry.first,
+                               EventCast<UserMessageEvent>(&entry.second));
+      }
+    }
+    it = control_event_queues_.erase(it);
+  }
 }
 
 bool Port::AdoptBufferedSenderAfterLoss(const NodeName& lost_node) {
@@ -128,6 +165,7 @@ void Port::TakePendingMessages(std::vector<PendingMessage>* messages) {
     }
   }
   control_event_queues_.clear();
+  buffered_per_sender_.clear();
   buffered_event_count_ = 0;
   buffered_event_bytes_ = 0;
 }

@@ -96,8 +96,11 @@ class Port {
   // current previous peer.
   bool IsNextEvent(const NodeName& from_node, const Event& event) const;
   // Keeps an early event until its turn. Returns false (event dropped) when
-  // the port already holds `max_buffered` events or the sending node's
-  // budget (if the port has one) is spent.
+  // the port already holds `max_buffered` events from `from_node` or the
+  // sending node's budget (if the port has one) is spent. The limit is per
+  // sending node so that only the node that exceeds its own share is blamed:
+  // a forger filling the port cannot make an honest sender's next early
+  // event the one that trips it.
   bool BufferEvent(const NodeName& from_node,
                    ScopedEvent event,
                    size_t max_buffered);
@@ -117,6 +120,15 @@ class Port {
   // be adopted and closed, see Node::ClosePendingMessagePorts) and drops the
   // other buffered events.
   void TakePendingMessages(std::vector<PendingMessage>* messages);
+  // The events buffered from `node` (the lost node: it can no longer send
+  // what they wait for, so none of them will ever be next; see
+  // Node::LostConnectionToNode). Its user messages go to `messages` (their
+  // ports must still be adopted and closed), the rest are dropped; their
+  // budget charge is released.
+  void DiscardEventsFrom(const NodeName& node,
+                         std::vector<PendingMessage>* messages);
+  // Early events buffered from `node` on this port.
+  size_t buffered_event_count_from(const NodeName& node) const;
   // Buffered early events and their serialised size, for Node::GetStats.
   size_t buffered_event_count() const { return buffered_event_count_; }
   size_t buffered_event_bytes() const { return buffered_event_bytes_; }
@@ -159,6 +171,12 @@ class Port {
   // Per sender, events ordered by control sequence number.
   std::map<SenderKey, std::map<uint64_t, std::pair<NodeName, ScopedEvent>>>
       control_event_queues_;
+  // Drops one event of `bytes` from `node` from the counts and the budget.
+  void Unbuffer(const NodeName& node, size_t bytes);
+
+  // Buffered events per sending node (max_buffered_events_per_port applies
+  // to each).
+  std::unordered_map<NodeName, size_t> buffered_per_sender_;
   size_t buffered_event_count_ = 0;
   size_t buffered_event_bytes_ = 0;
 };

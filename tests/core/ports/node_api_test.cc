@@ -589,6 +589,100 @@ TEST_F(NodeApiTest, TooManyBufferedEarlyEventsIsAViolation) {
   ExpectClean();
 }
 
+// The per-port limit is per sending node: a forger that fills its share of
+// a port cannot make the honest sender's next early event the one that
+// trips it; only the forger's own next one is the violation.
+TEST_F(NodeApiTest, PerPortEarlyEventLimitBlamesOnlyTheSenderPastItsShare) {
+  ManualNode small(3, &net_,
+                   NodeOptions{NodeLimits{.max_buffered_events_per_port = 4}});
+  PortRef x;
+  ASSERT_EQ(OK, small.node.CreateUninitializedPort(&x));
+  const PortName fake_port(77, 1);
+  const PortName forged_port(66, 1);
+  ASSERT_EQ(OK,
+            small.node.InitializePort(x, kFake, fake_port, kFake, fake_port));
+  // kOther is not x's previous peer: all its events wait.
+  for (uint64_t i = 1; i <= 4; ++i) {
+    AcceptResult r =
+        small.node.AcceptEvent(kOther, FromFake(x, forged_port, i, i, 0));
+    EXPECT_TRUE(r.ok()) << r.ToString();
+  }
+  // The honest peer's early events (2..5; 1 is next) are still accepted.
+  for (uint64_t i = 2; i <= 5; ++i) {
+    AcceptResult r =
+        small.node.AcceptEvent(kFake, FromFake(x, fake_port, i, i, 0));
+    EXPECT_TRUE(r.ok()) << r.ToString();
+  }
+  EXPECT_EQ(8u, small.node.GetStats().buffered_events);
+  AcceptResult r =
+      small.node.AcceptEvent(kOther, FromFake(x, forged_port, 5, 5, 0));
+  EXPECT_TRUE(r.violation()) << r.ToString();
+  // The honest gap fills: its whole stream is readable, in order.
+  r = small.node.AcceptEvent(kFake, FromFake(x, fake_port, 1, 1, 0));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  for (uint64_t i = 1; i <= 5; ++i) {
+    std::unique_ptr<UserMessageEvent> message;
+    ASSERT_EQ(OK, small.node.GetMessage(x, &message, nullptr));
+    ASSERT_TRUE(message) << i;
+  }
+  {
+    std::unique_ptr<UserMessageEvent> message;
+    ASSERT_EQ(OK, small.node.GetMessage(x, &message, nullptr));
+    EXPECT_FALSE(message);
+  }
+  EXPECT_EQ(4u, small.node.GetStats().buffered_events);
+  EXPECT_EQ(OK, small.node.ClosePort(x));
+  EXPECT_EQ(0u, small.node.GetStats().buffered_events);
+  net_.Pump();
+  EXPECT_TRUE(small.node.CanShutdownCleanly());
+  ExpectClean();
+}
+
+// Events a peer forged onto another peer's route (and left buffered there:
+// their sender is not the previous peer) go, with their budget charge, when
+// that peer's node is lost; the honest route is untouched.
+TEST_F(NodeApiTest, ForgedEarlyEventsGoWithTheLostForger) {
+  const PortName fake_port(77, 1);
+  const PortName forged_port(66, 1);
+  PortRef x = SpanToFake(fake_port);
+  const uint64_t n = 100;
+  for (uint64_t i = 1; i <= n; ++i) {
+    AcceptResult r =
+        n0_.node.AcceptEvent(kOther, FromFake(x, forged_port, i, i, 0));
+    EXPECT_TRUE(r.ok()) << r.ToString();
+  }
+  // And one early event of the honest peer's own (1 is next).
+  AcceptResult r = n0_.node.AcceptEvent(kFake, FromFake(x, fake_port, 2, 2, 0));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  NodeStats stats = n0_.node.GetStats();
+  EXPECT_EQ(n + 1, stats.buffered_events);
+  EXPECT_EQ(n, stats.buffered_events_largest_peer);
+
+  EXPECT_EQ(OK, n0_.node.LostConnectionToNode(kOther));
+  stats = n0_.node.GetStats();
+  EXPECT_EQ(1u, stats.buffered_events);
+  EXPECT_EQ(1u, stats.buffered_events_largest_peer);
+  EXPECT_EQ(1u, stats.ports);
+  PortStatus status;
+  ASSERT_EQ(OK, n0_.node.GetStatus(x, &status));
+  EXPECT_FALSE(status.peer_closed);
+
+  r = n0_.node.AcceptEvent(kFake, FromFake(x, fake_port, 1, 1, 0));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  for (uint64_t i = 1; i <= 3; ++i) {
+    std::unique_ptr<UserMessageEvent> message;
+    ASSERT_EQ(OK, n0_.node.GetMessage(x, &message, nullptr));
+    // Only the honest peer's two messages: nothing forged got through.
+    EXPECT_EQ(i <= 2, message != nullptr) << i;
+  }
+  stats = n0_.node.GetStats();
+  EXPECT_EQ(0u, stats.buffered_events);
+  EXPECT_EQ(0u, stats.buffered_event_bytes);
+  EXPECT_EQ(0u, stats.buffered_events_largest_peer);
+  EXPECT_EQ(OK, n0_.node.ClosePort(x));
+  ExpectClean();
+}
+
 TEST_F(NodeApiTest, AttachedPortReferringToAnotherNodeIsAViolation) {
   const PortName fake_port(77, 1);
   PortRef x = SpanToFake(fake_port);
