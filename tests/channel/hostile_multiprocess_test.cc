@@ -507,14 +507,10 @@ TEST_F(HostileTest, EarlyMessageFloodStaysWithinThePerPeerByteBudget) {
 }
 
 // Forged events a peer leaves buffered on ANOTHER peer's route (it learnt
-// the parent's port name there) should go when the forger is dropped: no
-// honest sender will ever make them next. DISABLED: Node::LostConnectionToNode
-// closes the routes through the lost node but keeps what it buffered on
-// other routes. The per-peer budget bounds how much that is, but the events
-// (and their charge) stay until the good route's port closes (End() sees
-// them freed then), and meanwhile they count against that port's per-port
-// limit for the honest sender too. To fix in core/ports (see the report).
-TEST_F(HostileTest, DISABLED_ForgedEventsOnTheGoodRouteGoWithTheForger) {
+// the parent's port name there) go when the forger is dropped: no honest
+// sender will ever make them next (Node::LostConnectionToNode discards what
+// a lost node left buffered on every port).
+TEST_F(HostileTest, ForgedEventsOnTheGoodRouteGoWithTheForger) {
   SCOPED_TRACE(SeedTrace(seed_));
   ASSERT_NO_FATAL_FAILURE(Begin());
   const uint64_t n = 100;
