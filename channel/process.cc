@@ -138,6 +138,14 @@ void Process::SetPeerLostObserver(Router::PeerLostObserver observer) {
   router_->SetPeerLostObserver(std::move(observer));
 }
 
+void Process::Post(Reactor::Task task) {
+  reactor_->Post(std::move(task));
+}
+
+bool Process::IsIoThread() const {
+  return reactor_->IsIoThread();
+}
+
 void Process::PostToIoThreadForTesting(Reactor::Task task) {
   reactor_->Post(std::move(task));
 }

@@ -111,8 +111,15 @@ class Process {
   // ahead of the goodbye. Not on the io thread (kFailedPrecondition).
   Status Shutdown(Deadline deadline = Deadline::In(std::chrono::seconds(1)));
 
-  // Runs `task` on the io thread; while it runs the io thread serves nothing
-  // else, which is how tests hold back a receiver deterministically.
+  // Runs `task` on the io thread, after what is already queued there. The
+  // task must not block: while it runs the io thread serves nothing else.
+  // Any thread.
+  void Post(Reactor::Task task);
+  // True on this Process's io thread (where observers run).
+  bool IsIoThread() const;
+
+  // As Post, but the task may block: how tests hold back a receiver
+  // deterministically.
   void PostToIoThreadForTesting(Reactor::Task task);
 
  private:

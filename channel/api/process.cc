@@ -70,8 +70,7 @@ Result<std::shared_ptr<ProcessCore>> ProcessCore::Wrap(
   core->fork_generation = ForkGeneration();
   std::promise<std::thread::id> id;
   std::future<std::thread::id> id_future = id.get_future();
-  process->PostToIoThreadForTesting(
-      [&id] { id.set_value(std::this_thread::get_id()); });
+  process->Post([&id] { id.set_value(std::this_thread::get_id()); });
   if (id_future.wait_for(std::chrono::seconds(10)) !=
       std::future_status::ready) {
     return InternalError("the io thread did not start within 10 s");
@@ -86,7 +85,7 @@ Result<std::shared_ptr<ProcessCore>> ProcessCore::Wrap(
 }
 
 void ProcessCore::PostToIoThread(std::function<void()> task) {
-  process->PostToIoThreadForTesting(std::move(task));
+  process->Post(std::move(task));
 }
 
 void ProcessCore::Register(PipeState* state, std::weak_ptr<PipeState> weak) {
