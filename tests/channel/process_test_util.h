@@ -4,6 +4,7 @@
 #ifndef SHMPORTS_TESTS_CHANNEL_PROCESS_TEST_UTIL_H_
 #define SHMPORTS_TESTS_CHANNEL_PROCESS_TEST_UTIL_H_
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -160,8 +161,9 @@ inline bool CheckPayload(uint64_t seed,
                          size_t max_size,
                          std::span<const uint8_t> bytes) {
   std::vector<uint8_t> expected = MakePayload(seed, index, max_size);
-  return bytes.size() == expected.size() &&
-         std::memcmp(bytes.data(), expected.data(), bytes.size()) == 0;
+  // std::equal, not memcmp: an empty span's data() may be null.
+  return std::equal(bytes.begin(), bytes.end(), expected.begin(),
+                    expected.end());
 }
 
 // The peer-death checker: pattern messages 0, 1, ... must arrive intact and
