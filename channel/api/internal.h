@@ -147,6 +147,9 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   }
 };
 
+// What a call on a closed (or moved-from) Pipe answers.
+Status ClosedPipeError(std::string_view what);
+
 // The port's user data: how PortStatusChanged finds the pipe.
 struct PortLink : ports::UserData {
   explicit PortLink(std::weak_ptr<PipeState> s) : state(std::move(s)) {}
