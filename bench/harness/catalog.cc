@@ -1,6 +1,7 @@
 #include "bench/harness/catalog.h"
 
 #include "bench/harness/baselines.h"
+#include "bench/harness/pipe_subject.h"
 #include "bench/harness/process_subject.h"
 #include "bench/harness/ring_subject.h"
 
@@ -19,6 +20,9 @@ const std::vector<std::unique_ptr<Subject>>& AllSubjects() {
     list->push_back(MakePipeSubject());
     list->push_back(MakeMessageQueueSubject());
     list->push_back(MakeProcessSubject());
+    list->push_back(MakeApiBusySubject());
+    list->push_back(MakeApiDefaultSubject());
+    list->push_back(MakeApiBlockingSubject());
     return list;
   }();
   return *subjects;
@@ -137,6 +141,96 @@ const std::vector<RatioSpec>& AllRatios() {
        .pattern = Pattern::kOneWay,
        .size = 1 << 20,
        .metric = Metric::kGigabytesPerSecond},
+      // The user API (issue 8): Pipe::Send -> Pipe::Receive, the targets
+      // of ARCHITECTURE.md, owned by "API" (the pipe-targets command prints
+      // exactly these five), then the other sizes, reported only.
+      {.figure = "whole stack busy-poll 64 B round trip",
+       .subject = "api-busy",
+       .baseline = "ring-busy",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kTripTime,
+       .target = 5.0,
+       .stretch = 3.0,
+       .owner = "API"},
+      {.figure = "whole stack default-mode 64 B round trip",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kTripTime,
+       .target = 0.2,
+       .stretch = 0.1,
+       .owner = "API"},
+      {.figure = "whole stack blocking 64 B round trip",
+       .subject = "api-blocking",
+       .baseline = "eventfd",
+       .pattern = Pattern::kRoundTrip,
+       .size = 64,
+       .metric = Metric::kTripTime,
+       .target = 1.3,
+       .stretch = 1.1,
+       .owner = "API"},
+      {.figure = "whole stack 64 B one-way msgs/s",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 64,
+       .metric = Metric::kMessagesPerSecond,
+       .target = 5.0,
+       .stretch = 10.0,
+       .owner = "API"},
+      {.figure = "whole stack 1 MiB one-way GB/s",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 1 << 20,
+       .metric = Metric::kGigabytesPerSecond,
+       .target = 5.0,
+       .owner = "API"},
+      // The 1 MiB stretch is against memcpy (>= 0.8x): its own row.
+      {.figure = "whole stack 1 MiB one-way GB/s vs memcpy",
+       .subject = "api-default",
+       .baseline = "memcpy",
+       .pattern = Pattern::kOneWay,
+       .size = 1 << 20,
+       .metric = Metric::kGigabytesPerSecond},
+      {.figure = "whole stack 64 KiB one-way GB/s vs Unix stream",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kOneWay,
+       .size = 65536,
+       .metric = Metric::kGigabytesPerSecond},
+      {.figure = "whole stack busy-poll 64 KiB round trip vs Ring",
+       .subject = "api-busy",
+       .baseline = "ring-busy",
+       .pattern = Pattern::kRoundTrip,
+       .size = 65536,
+       .metric = Metric::kTripTime},
+      {.figure = "whole stack default-mode 64 KiB round trip vs Unix",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kRoundTrip,
+       .size = 65536,
+       .metric = Metric::kTripTime},
+      {.figure = "whole stack blocking 64 KiB round trip vs eventfd",
+       .subject = "api-blocking",
+       .baseline = "eventfd",
+       .pattern = Pattern::kRoundTrip,
+       .size = 65536,
+       .metric = Metric::kTripTime},
+      {.figure = "whole stack default-mode 1 MiB round trip vs Unix",
+       .subject = "api-default",
+       .baseline = "unix-stream",
+       .pattern = Pattern::kRoundTrip,
+       .size = 1 << 20,
+       .metric = Metric::kTripTime},
+      {.figure = "whole stack blocking 1 MiB round trip vs eventfd",
+       .subject = "api-blocking",
+       .baseline = "eventfd",
+       .pattern = Pattern::kRoundTrip,
+       .size = 1 << 20,
+       .metric = Metric::kTripTime},
       // Baseline against baseline: reported so a reader can see how the
       // machine behaved in this run.
       {.figure = "eventfd 64 B round trip vs cache line",

@@ -105,6 +105,11 @@ Result<std::unique_ptr<PeerProcess>> PeerProcess::Launch(
   return std::unique_ptr<PeerProcess>(new PeerProcess(pid));
 }
 
+std::unique_ptr<PeerProcess> PeerProcess::Adopt(pid_t pid) {
+  SetActivePeer(pid);
+  return std::unique_ptr<PeerProcess>(new PeerProcess(pid));
+}
+
 PeerProcess::~PeerProcess() {
   if (!reaped_) {
     Kill();

@@ -49,6 +49,10 @@ class PeerProcess {
       const std::vector<int>& inherit,
       int cpu);
 
+  // Takes over a child this process started some other way (a subject's
+  // own launcher): the same kill, wait and reap as a launched one.
+  static std::unique_ptr<PeerProcess> Adopt(pid_t pid);
+
   PeerProcess(const PeerProcess&) = delete;
   PeerProcess& operator=(const PeerProcess&) = delete;
   ~PeerProcess();

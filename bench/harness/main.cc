@@ -43,7 +43,16 @@ struct Options {
   uint64_t seed = 0x5eed;
   double trial_timeout_s = 0;
   std::string inject;
+  uint64_t pipe_window_bytes = 0;
+  // The pipe-targets command: the user API's figures and only its targets.
+  bool pipe_targets = false;
 };
+
+// What pipe-targets measures unless -s / --sizes say otherwise.
+const std::vector<std::string> kPipeTargetSubjects = {
+    "api-busy",    "api-default", "api-blocking", "ring-busy",
+    "unix-stream", "eventfd",     "memcpy"};
+const std::vector<size_t> kPipeTargetSizes = {64, 65536, 1 << 20};
 
 std::string SelfPath() {
   char buf[4096];
@@ -107,7 +116,10 @@ int RunMain(const Options& options, const CLI::App& app) {
   if (patterns.empty())
     patterns = {Pattern::kRoundTrip, Pattern::kOneWay};
   std::vector<Figure> figures;
-  if (options.sizes.empty()) {
+  const std::vector<size_t>& sizes =
+      options.sizes.empty() && options.pipe_targets ? kPipeTargetSizes
+                                                    : options.sizes;
+  if (sizes.empty()) {
     for (const Figure& f : DefaultFigures()) {
       for (Pattern p : patterns) {
         if (f.pattern == p)
@@ -116,7 +128,7 @@ int RunMain(const Options& options, const CLI::App& app) {
     }
   } else {
     for (Pattern p : patterns) {
-      for (size_t size : options.sizes)
+      for (size_t size : sizes)
         figures.push_back({p, size});
     }
   }
@@ -141,6 +153,7 @@ int RunMain(const Options& options, const CLI::App& app) {
   config.trial_timeout_ns =
       static_cast<uint64_t>(options.trial_timeout_s * 1e9);
   config.inject = options.inject;
+  config.pipe_window_bytes = options.pipe_window_bytes;
   if (options.quick) {
     config.duration_ns = 20 * 1000 * 1000;
     config.max_messages = std::min<uint64_t>(options.iterations, 20000);
@@ -148,6 +161,8 @@ int RunMain(const Options& options, const CLI::App& app) {
   }
 
   std::vector<std::string> subjects = options.subjects;
+  if (subjects.empty() && options.pipe_targets)
+    subjects = kPipeTargetSubjects;
   if (subjects.empty()) {
     for (const auto& s : AllSubjects()) {
       if (!s->info().opt_in)
@@ -173,8 +188,12 @@ int RunMain(const Options& options, const CLI::App& app) {
 
   const std::vector<TrialResult> results = RunTrials(config, plan, &watchdog);
   config.load_after = LoadAverage();
-  const std::vector<RatioResult> ratios =
-      ComputeRatios(results, config.repetitions);
+  std::vector<RatioResult> ratios = ComputeRatios(results, config.repetitions);
+  if (options.pipe_targets) {
+    // Exactly the issue's table: the user API's targets.
+    std::erase_if(ratios,
+                  [](const RatioResult& r) { return r.spec->owner != "API"; });
+  }
   const nlohmann::json json = ReportJson(config, results, ratios);
   if (!options.json_file.empty()) {
     std::ofstream out(options.json_file);
@@ -244,6 +263,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->expected(2);
 
+  app.add_option("--pipe-window", options.pipe_window_bytes,
+                 "Pipe subjects, one way: the sender's quota in bytes of "
+                 "unread messages (Pipe::SetQuota); 0: the library's default "
+                 "credit")
+      ->capture_default_str();
   app.add_option("--trial-timeout", options.trial_timeout_s,
                  "Watchdog limit per trial in seconds (default: ten times "
                  "the duration plus 30 s); a stuck trial ends the run with "
@@ -264,10 +288,23 @@ int main(int argc, char** argv) {
   peer_cmd->add_option("--pattern", peer_pattern)->required();
   peer_cmd->add_option("--size", peer.size)->required();
   peer_cmd->add_option("--seed", peer.seed)->required();
-  peer_cmd->add_option("--control-fd", peer.control_fd)->required();
+  peer_cmd->add_option("--control-fd", peer.control_fd);
+  peer_cmd->add_option("--control-path", peer.control_path);
+  peer_cmd->add_option("--cpu", peer.cpu);
+  peer_cmd->add_option("--parent-pid", peer.parent_pid);
   peer_cmd->add_option("--fd", peer.fds);
   peer_cmd->add_option("--value", peer.values);
   peer_cmd->add_flag("--stall", peer.stall);
+
+  // The user API's targets (issue 8): the Pipe subjects at 64 B, 64 KiB and
+  // 1 MiB next to their baselines; the table's ratios are the targets only.
+  // Every option of a normal run applies (given before or after the name).
+  CLI::App* targets_cmd = app.add_subcommand(
+      "pipe-targets",
+      "Whole-stack Pipe figures (api-busy, api-default, api-blocking) next "
+      "to ring-busy, unix-stream, eventfd and memcpy at 64 B, 64 KiB and "
+      "1 MiB; prints the ARCHITECTURE.md user-API targets");
+  targets_cmd->fallthrough();
 
   // Peer-death detection latency (issue 6), a measurement of its own.
   int death_trials = 50;
@@ -311,8 +348,13 @@ int main(int argc, char** argv) {
       return 2;
     }
     peer.pattern = *pattern;
+    if (peer.control_fd < 0 && peer.control_path.empty()) {
+      std::fprintf(stderr, "peer: --control-fd or --control-path needed\n");
+      return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     return shmports::bench::RunPeerRole(peer);
   }
+  options.pipe_targets = targets_cmd->parsed();
   return shmports::bench::RunMain(options, app);
 }

@@ -1,11 +1,14 @@
 #include "bench/harness/runner.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -69,13 +72,26 @@ std::vector<std::string> PeerArgv(const RunConfig& config,
                                   int control_fd,
                                   const Handoff& handoff) {
   std::vector<std::string> argv = {
-      config.exe,     "peer",
-      "--subject",    spec.subject->info().name,
-      "--pattern",    PatternName(params.pattern),
-      "--size",       std::to_string(params.size),
-      "--seed",       std::to_string(params.seed),
-      "--control-fd", std::to_string(control_fd),
+      config.exe,  "peer",
+      "--subject", spec.subject->info().name,
+      "--pattern", PatternName(params.pattern),
+      "--size",    std::to_string(params.size),
+      "--seed",    std::to_string(params.seed),
   };
+  if (handoff.launch) {
+    // Started by the subject with no descriptor of ours: the peer reopens
+    // the control page through procfs, pins itself and watches for our
+    // death on its own.
+    const pid_t self = getpid();
+    argv.insert(
+        argv.end(),
+        {"--control-path",
+         StrFormat("/proc/%d/fd/%d", static_cast<int>(self), control_fd),
+         "--parent-pid", std::to_string(self), "--cpu",
+         std::to_string(config.pin.pinned ? config.pin.peer_cpu : -1)});
+  } else {
+    argv.insert(argv.end(), {"--control-fd", std::to_string(control_fd)});
+  }
   for (int fd : handoff.fds) {
     argv.push_back("--fd");
     argv.push_back(std::to_string(fd));
@@ -176,9 +192,12 @@ Status RunPeerTrial(const RunConfig& config,
 
   std::vector<int> inherit = handoff.fds;
   inherit.push_back(page->fd());
-  auto peer_or = PeerProcess::Launch(
-      "/proc/self/exe", PeerArgv(config, spec, params, page->fd(), handoff),
-      inherit, config.pin.peer_cpu);
+  const std::vector<std::string> argv =
+      PeerArgv(config, spec, params, page->fd(), handoff);
+  auto peer_or = handoff.launch
+                     ? handoff.launch(argv)
+                     : PeerProcess::Launch("/proc/self/exe", argv, inherit,
+                                           config.pin.peer_cpu);
   CloseAll(handoff.fds);
   if (!peer_or.ok())
     return std::move(peer_or).TakeStatus();
@@ -236,6 +255,7 @@ TrialResult RunTrial(const RunConfig& config,
   params.duration_ns = config.duration_ns;
   params.max_messages = config.max_messages;
   params.warmup_messages = config.warmup_messages;
+  params.pipe_window_bytes = config.pipe_window_bytes;
   if (config.inject == "corrupt") {
     params.corrupt_at = params.warmup_messages + 10;
   } else if (config.inject == "drop") {
@@ -390,8 +410,49 @@ void Watchdog::Loop() {
   }
 }
 
+namespace {
+
+// A peer its subject started (PeerArgs::control_path set) does for itself
+// what the harness's launcher does between fork and exec.
+Status PreparePeerStartedBySubject(const PeerArgs& args, int* control_fd) {
+  if (args.parent_pid > 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != args.parent_pid)
+      return UnavailableError("the harness died before the peer started");
+  }
+  if (args.cpu >= 0) {
+    // Before the subject starts threads (a Process's io thread), which
+    // inherit it.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(args.cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+      return InternalError(StrFormat("pin peer to CPU %d: %s", args.cpu,
+                                     ErrnoText(errno).c_str()));
+    }
+  }
+  *control_fd = open(args.control_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (*control_fd < 0) {
+    return NotFoundError(StrFormat("open control page %s: %s",
+                                   args.control_path.c_str(),
+                                   ErrnoText(errno).c_str()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 int RunPeerRole(const PeerArgs& args) {
-  auto page_or = SharedPage::Adopt(args.control_fd, sizeof(ControlBlock));
+  int control_fd = args.control_fd;
+  if (!args.control_path.empty()) {
+    Status prepared = PreparePeerStartedBySubject(args, &control_fd);
+    if (!prepared.ok()) {
+      std::fprintf(stderr, "shmports_bench peer: %s\n",
+                   prepared.ToString().c_str());
+      return 1;
+    }
+  }
+  auto page_or = SharedPage::Adopt(control_fd, sizeof(ControlBlock));
   if (!page_or.ok()) {
     std::fprintf(stderr, "shmports_bench peer: control page: %s\n",
                  page_or.status().ToString().c_str());
@@ -401,7 +462,7 @@ int RunPeerRole(const PeerArgs& args) {
   auto* control = static_cast<ControlBlock*>(page->data());
   if (control->magic != kControlMagic) {
     std::fprintf(stderr, "shmports_bench peer: fd %d is not a control page\n",
-                 args.control_fd);
+                 control_fd);
     return 1;
   }
   const Subject* subject = FindSubject(args.subject);

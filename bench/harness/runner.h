@@ -44,6 +44,8 @@ struct RunConfig {
   double load_after = -1;   // And at the end (set before reporting).
   // Fault injection (hidden --inject): "corrupt", "drop" or "stall".
   std::string inject;
+  // Pipe subjects: TrialParams::pipe_window_bytes (--pipe-window).
+  uint64_t pipe_window_bytes = 0;
 };
 
 struct TrialSpec {
@@ -119,6 +121,11 @@ struct PeerArgs {
   size_t size = 0;
   uint64_t seed = 0;
   int control_fd = -1;
+  // A peer its subject started (Handoff::launch): the control page by path,
+  // the CPU to pin itself to (-1: none) and the harness to die with.
+  std::string control_path;
+  int cpu = -1;
+  pid_t parent_pid = 0;
   std::vector<int> fds;
   std::vector<std::string> values;
   bool stall = false;

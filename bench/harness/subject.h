@@ -45,6 +45,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -53,6 +54,7 @@
 #include <vector>
 
 #include "bench/harness/control_block.h"
+#include "bench/harness/launcher.h"
 #include "bench/harness/payload.h"
 #include "core/base/status.h"
 
@@ -85,6 +87,9 @@ struct TrialParams {
   uint64_t skip_at = kNoFault;
   // Peer side: stop answering once ready (tests the watchdog).
   bool peer_stalls = false;
+  // Parent side, Pipe subjects: the sending end's quota in bytes of unread
+  // messages (Pipe::SetQuota), 0: the library's default credit.
+  uint64_t pipe_window_bytes = 0;
 };
 
 // What the parent hands its peer across exec.
@@ -94,6 +99,15 @@ struct Handoff {
   std::vector<int> fds;
   // Short strings without NUL (e.g. a queue name).
   std::vector<std::string> values;
+  // Optional: the subject starts the peer itself, with this argv (the
+  // harness's peer command line), e.g. through shmports::OutgoingInvitation,
+  // which passes the child no descriptor but its own. Such a peer gets no
+  // fds: it opens the control page through /proc/<harness>/fd/<n>, pins
+  // itself and asks to die with the harness (--control-path, --cpu,
+  // --parent-pid). Unset: the harness forks and executes the peer.
+  std::function<Result<std::unique_ptr<PeerProcess>>(
+      const std::vector<std::string>& argv)>
+      launch;
 };
 
 // A subject's own counters, by name.
