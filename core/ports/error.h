@@ -53,7 +53,7 @@ StatusCode ErrorToStatusCode(int code);
 Status ErrorToStatus(int code, std::string_view context);
 
 // What Node::AcceptEvent made of one event. Cheap to return: an enum and a
-// pointer to a static string.
+// pointer to a string that outlives the call.
 //
 //  - kOk: handled (or buffered until its turn).
 //  - kIgnored: a normal race, not the sender's fault — the target port is
@@ -80,7 +80,10 @@ struct AcceptResult {
   std::string ToString() const;
 
   Kind kind = Kind::kOk;
-  // Static string; null for kOk.
+  // Null for kOk. A static string, except for a violation that carries
+  // figures (Node's per-port queue caps): that points at a thread-local
+  // buffer valid until the calling thread's next such violation — copy it
+  // (ToString does) to keep it.
   const char* reason = nullptr;
 };
 

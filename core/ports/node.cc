@@ -3,6 +3,7 @@
 #include "core/ports/node.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "core/base/log.h"
@@ -44,6 +45,37 @@ ScopedEvent PassAlongRoute(const PortName& port_name,
     return nullptr;
   }
   return event;
+}
+
+// Null when one more user message of `bytes` payload bytes from another node
+// may join the receiving port's queue; otherwise the violation, with the
+// figures in a thread-local buffer (see AcceptResult::reason).
+const char* CheckQueueCap(const Port* port,
+                          size_t bytes,
+                          const NodeLimits& limits) {
+  size_t count = port->message_queue.queued_message_count() + 1;
+  size_t total = port->message_queue.queued_num_bytes() + bytes;
+  bool too_many = limits.max_queued_messages_per_port != 0 &&
+                  count > limits.max_queued_messages_per_port;
+  // One message is always allowed: a sender with nothing unacknowledged may
+  // send one of any size.
+  bool too_large = limits.max_queued_bytes_per_port != 0 && count > 1 &&
+                   total > limits.max_queued_bytes_per_port;
+  if (!too_many && !too_large)
+    return nullptr;
+  thread_local char reason[192];
+  if (too_many) {
+    snprintf(reason, sizeof(reason),
+             "user message past max_queued_messages_per_port (%zu queued, "
+             "cap %zu)",
+             count, limits.max_queued_messages_per_port);
+  } else {
+    snprintf(reason, sizeof(reason),
+             "user message past max_queued_bytes_per_port (%zu bytes in %zu "
+             "queued messages, cap %zu)",
+             total, count, limits.max_queued_bytes_per_port);
+  }
+  return reason;
 }
 
 }  // namespace
@@ -249,6 +281,7 @@ int Node::GetStatus(const PortRef& port_ref, PortStatus* port_status) {
   port_status->receiving_messages = CanAcceptMoreMessages(port);
   port_status->peer_closed = port->peer_closed;
   port_status->peer_remote = port->peer_node_name != name_;
+  port_status->peer_node_name = port->peer_node_name;
   port_status->queued_message_count =
       port->message_queue.queued_message_count();
   port_status->queued_num_bytes = port->message_queue.queued_num_bytes();
@@ -486,10 +519,15 @@ bool Node::MaybeAcceptPlainMessage(const NodeName& from_node,
   {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
+    // A refused message goes the general way, which adopts nothing here but
+    // keeps the control stream's step in one place.
     if (port->state != Port::kReceiving ||
         !port->IsNextEvent(from_node, *message) ||
         CheckUserSequenceNum(port, message->sequence_num(),
-                             options_.limits.sequence_window) != nullptr) {
+                             options_.limits.sequence_window) != nullptr ||
+        (from_node != name_ &&
+         CheckQueueCap(port, message->GetSizeIfSerialized(), options_.limits) !=
+             nullptr)) {
       return false;
     }
     // What OnUserMessage and the counter step of AcceptEvent do, under one
@@ -593,6 +631,12 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
     if (CanAcceptMoreMessages(port)) {
       violation = CheckUserSequenceNum(port, message->sequence_num(),
                                        options_.limits.sequence_window);
+      // The receive cap announced for the pipe (local sends are the
+      // embedder's own business).
+      if (!violation && from_node != name_ && port->state == Port::kReceiving) {
+        violation = CheckQueueCap(port, message->GetSizeIfSerialized(),
+                                  options_.limits);
+      }
     }
     if (CanAcceptMoreMessages(port) && !violation) {
       message_accepted = true;

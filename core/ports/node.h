@@ -68,6 +68,19 @@ struct NodeLimits {
   size_t max_unread_ports_per_peer = 4096;
   // User sequence numbers accepted beyond the next one to read.
   uint64_t sequence_window = uint64_t{1} << 20;
+  // The per-pipe receive cap this node announces in the handshake
+  // (channel/handshake.h ReceiveCaps), enforced on user messages from
+  // another node entering a receiving port's queue (in-order and
+  // out-of-order messages; bytes are payload bytes, as in
+  // PortStatus::queued_num_bytes). 0 = unlimited. Without them a peer could
+  // fill our memory through one port. The pipe credit of Pipe::Send keeps an
+  // honest sender under them: it never has more than the cap
+  // unacknowledged, and acknowledged means read, so the receiver's queue
+  // never exceeds the cap. One message is always allowed however large (with
+  // nothing unacknowledged the sender may always send one), so the byte cap
+  // applies only while more than one message is queued.
+  size_t max_queued_messages_per_port = size_t{1} << 16;
+  size_t max_queued_bytes_per_port = size_t{64} << 20;
 };
 
 struct NodeOptions {
@@ -80,6 +93,9 @@ struct PortStatus {
   bool receiving_messages = false;
   bool peer_closed = false;
   bool peer_remote = false;
+  // The node of the port's current peer (the sender needs it to know whose
+  // announced receive cap applies).
+  NodeName peer_node_name;
   size_t queued_message_count = 0;
   size_t queued_num_bytes = 0;
   size_t unacknowledged_message_count = 0;
@@ -207,6 +223,11 @@ class Node {
   //    max_buffered_event_bytes_per_peer early events across all ports;
   //  - a user message numbered below the next one to read (it would wedge
   //    the queue) or beyond (highest received + queued + sequence_window);
+  //  - a user message from another node that would take a receiving port's
+  //    queue past max_queued_messages_per_port, or past
+  //    max_queued_bytes_per_port while more than one message is queued
+  //    (nothing is queued; its attached ports are adopted and closed, so no
+  //    route is orphaned; the reason names the cap and the figures);
   //  - a broadcast ObserveProxy whose proxy node is not the sender.
   AcceptResult AcceptEvent(const NodeName& from_node, ScopedEvent event);
 

@@ -4,6 +4,7 @@
 // single-threaded on a hand-pumped network so every step is deterministic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -695,6 +696,313 @@ TEST_F(NodeApiTest, AttachedPortReferringToAnotherNodeIsAViolation) {
   EXPECT_TRUE(r.violation()) << r.ToString();
   EXPECT_EQ(1u, n0_.node.GetStats().ports);
   EXPECT_EQ(OK, n0_.node.ClosePort(x));
+  ExpectClean();
+}
+
+// ---- The per-port receive cap (NodeLimits::max_queued_*_per_port). ----
+
+// A user message of `size` payload bytes from the fake peer to `x`.
+std::unique_ptr<UserMessageEvent> SizedFromFake(const PortRef& x,
+                                                const PortName& fake_port,
+                                                uint64_t control_seq,
+                                                uint64_t seq,
+                                                size_t size,
+                                                size_t num_ports = 0) {
+  auto m = FromFake(x, fake_port, control_seq, seq, num_ports);
+  m->message().Assign(std::string(size, 's'));
+  return m;
+}
+
+class QueueCapTest : public NodeApiTest {
+ protected:
+  static NodeOptions Capped(size_t messages, size_t bytes) {
+    NodeOptions options;
+    options.limits.max_queued_messages_per_port = messages;
+    options.limits.max_queued_bytes_per_port = bytes;
+    return options;
+  }
+
+  // A port on `n` whose peer is `fake_port` on kFake.
+  static PortRef SpanFrom(ManualNode* n, const PortName& fake_port) {
+    PortRef x;
+    EXPECT_EQ(OK, n->node.CreateUninitializedPort(&x));
+    EXPECT_EQ(OK,
+              n->node.InitializePort(x, kFake, fake_port, kFake, fake_port));
+    return x;
+  }
+
+  static PortStatus StatusOf(ManualNode* n, const PortRef& port) {
+    PortStatus status;
+    EXPECT_EQ(OK, n->node.GetStatus(port, &status));
+    return status;
+  }
+};
+
+TEST_F(QueueCapTest, AtTheMessageCapIsOkOnePastIsAViolationThatChangesNothing) {
+  ManualNode capped(3, &net_, Capped(3, 0));
+  const PortName fake_port(77, 1), other_fake_port(78, 1);
+  PortRef x = SpanFrom(&capped, fake_port);
+  PortRef y = SpanFrom(&capped, other_fake_port);
+  AcceptResult r =
+      capped.node.AcceptEvent(kFake, FromFake(y, other_fake_port, 1, 1, 0));
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  // In order 1, 2 and out of order 4: three queued, the cap.
+  for (uint64_t seq : {1, 2, 4}) {
+    r = capped.node.AcceptEvent(
+        kFake, FromFake(x, fake_port, seq == 4 ? 3 : seq, seq, 0));
+    EXPECT_TRUE(r.ok()) << seq << ": " << r.ToString();
+  }
+  PortStatus before = StatusOf(&capped, x);
+  EXPECT_EQ(3u, before.queued_message_count);
+  EXPECT_EQ(kFake, before.peer_node_name);
+
+  // A fourth (the missing 3, so the in-order fast path is tried) is one past.
+  r = capped.node.AcceptEvent(kFake, FromFake(x, fake_port, 4, 3, 0));
+  ASSERT_TRUE(r.violation()) << r.ToString();
+  const std::string reason = r.ToString();
+  EXPECT_NE(std::string::npos, reason.find("max_queued_messages_per_port"))
+      << reason;
+  EXPECT_NE(std::string::npos, reason.find("4 queued, cap 3")) << reason;
+
+  // Nothing else changed: the queue, the other port, the port table.
+  PortStatus after = StatusOf(&capped, x);
+  EXPECT_EQ(before.queued_message_count, after.queued_message_count);
+  EXPECT_EQ(before.queued_num_bytes, after.queued_num_bytes);
+  EXPECT_EQ(1u, StatusOf(&capped, y).queued_message_count);
+  EXPECT_EQ(2u, capped.node.GetStats().ports);
+
+  // The messages that were taken read as sent.
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(OK, capped.node.GetMessage(x, &message, nullptr));
+  ASSERT_TRUE(message);
+  EXPECT_EQ("hostile", message->message().AsStringView());
+
+  EXPECT_EQ(OK, capped.node.LostConnectionToNode(kFake));
+  EXPECT_EQ(OK, capped.node.ClosePort(x));
+  EXPECT_EQ(OK, capped.node.ClosePort(y));
+  net_.Pump();
+  EXPECT_TRUE(capped.node.CanShutdownCleanly());
+  ExpectClean();
+}
+
+TEST_F(QueueCapTest, MessagePastTheCapLeavesNoOrphanedAttachedPorts) {
+  ManualNode capped(3, &net_, Capped(1, 0));
+  const PortName fake_port(77, 1);
+  PortRef x = SpanFrom(&capped, fake_port);
+  AcceptResult r =
+      capped.node.AcceptEvent(kFake, FromFake(x, fake_port, 1, 1, 0));
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  auto m = FromFake(x, fake_port, 2, 2, 1);
+  m->ports()[0] = PortName(500, 1);
+  m->port_descriptors()[0] =
+      FakeDescriptor(kFake, PortName(501, 1), PortName(502, 1));
+  r = capped.node.AcceptEvent(kFake, std::move(m));
+  EXPECT_TRUE(r.violation()) << r.ToString();
+  net_.Pump();
+  // The attached port was adopted (its route hears PortAccepted) and closed.
+  EXPECT_EQ(1u, capped.node.GetStats().ports);
+  EXPECT_EQ(1u, StatusOf(&capped, x).queued_message_count);
+  EXPECT_EQ(OK, capped.node.LostConnectionToNode(kFake));
+  EXPECT_EQ(OK, capped.node.ClosePort(x));
+  net_.Pump();
+  EXPECT_TRUE(capped.node.CanShutdownCleanly());
+  ExpectClean();
+}
+
+TEST_F(QueueCapTest, ByteCapAllowsOneMessageOfAnySize) {
+  ManualNode capped(3, &net_, Capped(0, 10));
+  const PortName fake_port(77, 1);
+  PortRef x = SpanFrom(&capped, fake_port);
+  // Alone in the queue, 100 bytes is fine (the sender had nothing
+  // unacknowledged); a second message on top of it is not, even of 1 byte.
+  AcceptResult r =
+      capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 1, 1, 100));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  r = capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 2, 2, 1));
+  ASSERT_TRUE(r.violation()) << r.ToString();
+  EXPECT_NE(std::string::npos,
+            r.ToString().find("max_queued_bytes_per_port (101 bytes in 2 "
+                              "queued messages, cap 10)"))
+      << r.ToString();
+  EXPECT_EQ(100u, StatusOf(&capped, x).queued_num_bytes);
+
+  // Once it is read: two messages of 5 bytes reach the cap exactly; one more
+  // byte is past it.
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(OK, capped.node.GetMessage(x, &message, nullptr));
+  ASSERT_TRUE(message);
+  r = capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 3, 2, 5));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  r = capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 4, 3, 5));
+  EXPECT_TRUE(r.ok()) << r.ToString();
+  r = capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 5, 4, 0));
+  EXPECT_TRUE(r.ok()) << "an empty message adds no bytes: " << r.ToString();
+  r = capped.node.AcceptEvent(kFake, SizedFromFake(x, fake_port, 6, 5, 1));
+  EXPECT_TRUE(r.violation()) << r.ToString();
+  PortStatus status = StatusOf(&capped, x);
+  EXPECT_EQ(3u, status.queued_message_count);
+  EXPECT_EQ(10u, status.queued_num_bytes);
+
+  EXPECT_EQ(OK, capped.node.LostConnectionToNode(kFake));
+  EXPECT_EQ(OK, capped.node.ClosePort(x));
+  net_.Pump();
+  EXPECT_TRUE(capped.node.CanShutdownCleanly());
+  ExpectClean();
+}
+
+TEST_F(QueueCapTest, LocalSendsAreNotCapped) {
+  ManualNode capped(3, &net_, Capped(2, 4));
+  PortRef a, b;
+  ASSERT_EQ(OK, capped.node.CreatePortPair(&a, &b));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(OK, capped.node.SendUserMessage(a, TextMessage("ten bytes!")));
+  }
+  net_.Pump();
+  PortStatus status = StatusOf(&capped, b);
+  EXPECT_EQ(5u, status.queued_message_count);
+  EXPECT_EQ(50u, status.queued_num_bytes);
+  EXPECT_EQ(capped.node.name(), status.peer_node_name);
+  EXPECT_EQ(OK, capped.node.ClosePort(a));
+  EXPECT_EQ(OK, capped.node.ClosePort(b));
+  net_.Pump();
+  EXPECT_TRUE(capped.node.CanShutdownCleanly());
+}
+
+// What Pipe::Send's credit does: at most `cap_messages` unacknowledged, and
+// their bytes at most `cap_bytes` unless it is the only one.
+class HonestSender {
+ public:
+  HonestSender(Node* node, PortRef port, size_t cap_messages, size_t cap_bytes)
+      : node_(node),
+        port_(std::move(port)),
+        cap_messages_(cap_messages),
+        cap_bytes_(cap_bytes) {}
+
+  // False when the credit is spent.
+  bool TrySend(uint64_t index, size_t size) {
+    PortStatus status;
+    EXPECT_EQ(OK, node_->GetStatus(port_, &status));
+    while (unacked_.size() > status.unacknowledged_message_count) {
+      held_ -= unacked_.front();
+      unacked_.pop_front();
+    }
+    if (!unacked_.empty() && unacked_.size() >= cap_messages_) {
+      ++message_cap_waits;
+      return false;
+    }
+    if (!unacked_.empty() && held_ + size > cap_bytes_) {
+      ++byte_cap_waits;
+      return false;
+    }
+    std::string payload(size, '.');
+    payload.replace(0, std::min<size_t>(size, 8),
+                    std::to_string(index % 100000000).substr(0, size));
+    auto message = std::make_unique<UserMessageEvent>(0);
+    message->message().Assign(payload);
+    EXPECT_EQ(OK, node_->SendUserMessage(port_, std::move(message)));
+    unacked_.push_back(size);
+    held_ += size;
+    return true;
+  }
+
+  // How often each part of the credit made the sender wait.
+  int message_cap_waits = 0;
+  int byte_cap_waits = 0;
+
+ private:
+  Node* node_;
+  PortRef port_;
+  size_t cap_messages_;
+  size_t cap_bytes_;
+  std::deque<size_t> unacked_;
+  size_t held_ = 0;
+};
+
+void ConnectAcross(ManualNode* a, ManualNode* b, PortRef* pa, PortRef* pb) {
+  ASSERT_EQ(OK, a->node.CreateUninitializedPort(pa));
+  ASSERT_EQ(OK, b->node.CreateUninitializedPort(pb));
+  ASSERT_EQ(OK, a->node.InitializePort(*pa, b->node.name(), pb->name(),
+                                       b->node.name(), pb->name()));
+  ASSERT_EQ(OK, b->node.InitializePort(*pb, a->node.name(), pa->name(),
+                                       a->node.name(), pa->name()));
+}
+
+TEST_F(QueueCapTest, HonestSenderUsingReadAcksNeverTripsTheCap) {
+  constexpr size_t kCapMessages = 4;
+  constexpr size_t kCapBytes = 64;
+  // Every node enforces the cap; ManualNet::Pump fails on any violation.
+  ManualNode sender(11, &net_, Capped(kCapMessages, kCapBytes));
+  ManualNode reader(12, &net_, Capped(kCapMessages, kCapBytes));
+  ManualNode later(13, &net_, Capped(kCapMessages, kCapBytes));
+  net_.Add(&sender);
+  net_.Add(&reader);
+  net_.Add(&later);
+  PortRef p, q, to_later, from_reader;
+  ConnectAcross(&sender, &reader, &p, &q);
+  ConnectAcross(&reader, &later, &to_later, &from_reader);
+  // As Pipe::SetQuota: with a byte quota every read is acknowledged (an
+  // interval could leave the credit spent with everything read).
+  ASSERT_EQ(OK, sender.node.SetAcknowledgeRequestInterval(p, 1));
+  net_.Pump();
+
+  HonestSender honest(&sender.node, p, kCapMessages, kCapBytes);
+  constexpr uint64_t kMessages = 300;
+  uint64_t sent = 0, received = 0;
+  ManualNode* holder = &reader;
+  PortRef receiving = q;
+  for (int step = 0; step < 10000 && received < kMessages; ++step) {
+    // Sizes 8..37 or 1 in 4 tiny: both caps bind.
+    while (sent < kMessages &&
+           honest.TrySend(sent, sent % 4 == 0 ? 8 : 8 + (sent * 7) % 30))
+      ++sent;
+    net_.Pump();
+    PortStatus status = StatusOf(holder, receiving);
+    EXPECT_LE(status.queued_message_count, kCapMessages);
+    if (status.queued_message_count > 1)
+      EXPECT_LE(status.queued_num_bytes, kCapBytes);
+    if (step == 20) {
+      // Move the receiving port to another node with messages still queued:
+      // they reach it through the proxy left behind, alongside new ones.
+      ASSERT_GT(status.queued_message_count, 0u);
+      auto carry = TextMessage("take q", 1);
+      carry->ports()[0] = q.name();
+      ASSERT_EQ(OK, reader.node.SendUserMessage(to_later, std::move(carry)));
+      net_.Pump();
+      std::unique_ptr<UserMessageEvent> message;
+      ASSERT_EQ(OK, later.node.GetMessage(from_reader, &message, nullptr));
+      ASSERT_TRUE(message);
+      ASSERT_EQ(1u, message->num_ports());
+      ASSERT_EQ(OK, later.node.GetPort(message->ports()[0], &receiving));
+      holder = &later;
+      continue;
+    }
+    // Read one to three messages, so acks lag reads by varying amounts.
+    for (int i = 0; i <= step % 3; ++i) {
+      std::unique_ptr<UserMessageEvent> message;
+      ASSERT_EQ(OK, holder->node.GetMessage(receiving, &message, nullptr));
+      if (!message)
+        break;
+      std::string expected = std::to_string(received % 100000000);
+      EXPECT_EQ(expected.substr(0, 8),
+                message->message().AsStringView().substr(0, expected.size()));
+      ++received;
+    }
+    net_.Pump();
+  }
+  EXPECT_EQ(kMessages, sent);
+  EXPECT_EQ(kMessages, received);
+  EXPECT_GT(honest.message_cap_waits, 0);
+  EXPECT_GT(honest.byte_cap_waits, 0);
+  EXPECT_EQ(&later, holder);
+
+  EXPECT_EQ(OK, sender.node.ClosePort(p));
+  EXPECT_EQ(OK, later.node.ClosePort(receiving));
+  EXPECT_EQ(OK, reader.node.ClosePort(to_later));
+  EXPECT_EQ(OK, later.node.ClosePort(from_reader));
+  net_.Pump();
+  EXPECT_TRUE(sender.node.CanShutdownCleanly());
+  EXPECT_TRUE(reader.node.CanShutdownCleanly());
+  EXPECT_TRUE(later.node.CanShutdownCleanly());
   ExpectClean();
 }
 
