@@ -28,6 +28,10 @@ constexpr std::chrono::microseconds kBusySlice{50};
 constexpr std::chrono::seconds kSleepSlice{1};
 // Credit retries that only yield before the sender sleeps between tries.
 constexpr int kYieldRetries = 64;
+// Most messages a --pipe-window quota allows: half the receive cap a
+// Process announces by default (ProcessOptions::max_queued_messages_per_pipe,
+// 65536), so a small-message window cannot make the sender a violator.
+constexpr size_t kMaxWindowMessages = 32768;
 
 class PipeTransport {
  public:
@@ -48,8 +52,9 @@ class PipeTransport {
     if (params.pipe_window_bytes != 0) {
       const size_t size = std::max<size_t>(params.size, 1);
       SHMPORTS_RETURN_IF_ERROR(t->pipe_.SetQuota(
-          {.max_unacknowledged_messages = std::max<size_t>(
-               2, static_cast<size_t>(params.pipe_window_bytes) / size)}));
+          {.max_unacknowledged_messages = std::clamp<size_t>(
+               static_cast<size_t>(params.pipe_window_bytes) / size, 2,
+               kMaxWindowMessages)}));
     }
     // Launch runs the handshake, which the peer completes in CreatePeer,
     // before it reports ready.

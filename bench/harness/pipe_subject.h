@@ -16,7 +16,8 @@
 // of the figure, as they are of a user's.
 //
 // One way, the sender uses the library's default credit unless
-// --pipe-window sets a quota (Pipe::SetQuota, in bytes of unread messages);
+// --pipe-window sets a quota (Pipe::SetQuota: bytes of unread messages /
+// message size, 2 to 32768 messages, under the receiver's default cap);
 // a Send answered kResourceExhausted is retried (yielding, then sleeping
 // 20 us between tries), never dropped, and counted (`credit_waits`). The
 // receiver checks every body and every sequence number (the harness core).
