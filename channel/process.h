@@ -122,6 +122,10 @@ class Process {
   // deterministically.
   void PostToIoThreadForTesting(Reactor::Task task);
 
+  // Consumer token (issue 8): the Router, for Pipe::Receive's
+  // Router::TryTakeInbound. Lives as long as this Process.
+  Router& router() { return *router_; }
+
  private:
   explicit Process(const ProcessOptions& options);
   Status Start();

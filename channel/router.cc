@@ -3,13 +3,16 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "channel/frame_kinds.h"
 #include "channel/handshake.h"
 #include "core/base/log.h"
 #include "core/base/str_format.h"
+#include "shm/futex.h"
 
 namespace shmports::channel {
 
@@ -21,6 +24,14 @@ namespace {
 
 // Frames one inbound pass delivers before yielding to other links and tasks.
 constexpr size_t kMaxFramesPerRound = 1024;
+// Consumer token states (Link::consumer).
+constexpr uint32_t kConsumerFree = 0;
+constexpr uint32_t kConsumerIo = 1;
+constexpr uint32_t kConsumerWaiter = 2;
+// Drains a releasing lease-holder does when frames keep coming before it
+// hands the rest to the io thread.
+constexpr int kMaxReleasePasses = 4;
+
 // Passes of the final drain after a death (the dead peer adds nothing, so
 // more than one pass only happens for a peer that hung up but still lives).
 constexpr int kMaxDeathDrainPasses = 64;
@@ -107,6 +118,17 @@ struct Router::Link {
   std::atomic<uint64_t> fragments_sent{0};
   std::atomic<uint64_t> fragments_received{0};
   std::atomic<uint64_t> reassembly_bytes{0};
+
+  // Consumer token (router.h). `consumer`: kConsumerFree/Io/Waiter. The
+  // ring's consumer half, `assembler` and `goodbye_received` belong to the
+  // token holder.
+  std::atomic<uint32_t> consumer{kConsumerFree};
+  std::atomic<bool> reclaim{false};
+  uint32_t reclaim_word = 0;  // A futex word: atomic_ref only.
+  Mutex reclaim_mu;
+  std::vector<std::function<void()>> reclaim_tasks GUARDED_BY(reclaim_mu);
+  std::atomic<uint64_t> frames_by_io{0};
+  std::atomic<uint64_t> frames_by_waiters{0};
 };
 
 Router::Router(Reactor* reactor, const RouterOptions& options)
@@ -522,30 +544,53 @@ Result<size_t> Router::DrainInbound(const LinkPtr& link, size_t max_frames) {
 }
 
 void Router::ServiceInbound(const LinkPtr& link) {
-  link->data_token = Reactor::kInvalidToken;
+  if (link->data_token != Reactor::kInvalidToken) {
+    // Posted while a wait was armed: one wait per link at a time.
+    reactor_->Cancel(link->data_token);
+    link->data_token = Reactor::kInvalidToken;
+  }
+  if (link->dead)
+    return;
   shm::Ring& ring = link->conn->inbound_ring();
+  if (!TakeForIo(link)) {
+    // A waiting thread drains this ring. When it leaves it announces sleep
+    // for us, so keep a wait armed (without touching its announcement); if
+    // the io thread wants the ring back, the holder Posts the reclaim.
+    if (!link->reclaim.load()) {
+      ArmInbound(link, std::atomic_ref<uint32_t>(*ring.data_futex_word())
+                           .load(std::memory_order_acquire));
+    }
+    return;
+  }
+  // A holder handed us a violation or a goodbye: act on it before draining
+  // past it.
+  if (RunQueuedReclaims(link))
+    return;
+  // The token is ours, and with it the sleep announcement.
+  ring.CancelSleep();
+  uint32_t seq;
   for (;;) {
-    if (link->dead)
-      return;
     auto drained = DrainInbound(link, kMaxFramesPerRound);
     if (!drained.ok()) {
       DropPeer(link, std::move(drained).TakeStatus());
       return;
     }
+    Bump(link->frames_by_io, *drained);
     if (link->goodbye_received) {
       HandleGoodbye(link);
       return;
     }
     if (*drained >= kMaxFramesPerRound) {
       // Let other links and tasks run; come back at once.
+      ReleaseFromIo(link);
       reactor_->Post([this, link] { ServiceInbound(link); });
       return;
     }
     // The arming protocol of shm::Ring: acquire-load the word (pairs with
     // the producer's release increment before FUTEX_WAKE), announce, then
     // re-check, then wait for a change of the loaded value.
-    uint32_t seq = std::atomic_ref<uint32_t>(*ring.data_futex_word())
-                       .load(std::memory_order_acquire);
+    seq = std::atomic_ref<uint32_t>(*ring.data_futex_word())
+              .load(std::memory_order_acquire);
     ring.AnnounceSleep();
     auto has_data = ring.HasData();
     if (!has_data.ok() || *has_data) {
@@ -556,18 +601,230 @@ void Router::ServiceInbound(const LinkPtr& link) {
       }
       continue;
     }
-    auto token = reactor_->WatchFutex(
-        ring.data_futex_word(), seq, [this, link](Result<FutexWake>) {
-          link->conn->inbound_ring().CancelSleep();
-          ServiceInbound(link);
-        });
-    if (!token.ok()) {
-      ring.CancelSleep();
-      DropPeer(link, std::move(token).TakeStatus());
-      return;
-    }
-    link->data_token = *token;
+    break;
+  }
+  ArmInbound(link, seq);
+  if (!link->dead)
+    ReleaseFromIo(link);
+}
+
+bool Router::RunQueuedReclaims(const LinkPtr& link) {
+  std::vector<std::function<void()>> tasks;
+  {
+    MutexLock lock(&link->reclaim_mu);
+    tasks.swap(link->reclaim_tasks);
+  }
+  for (auto& task : tasks)
+    task();
+  return !tasks.empty();
+}
+
+void Router::ArmInbound(const LinkPtr& link, uint32_t seq) {
+  // `seq` was loaded before the announcement and re-check (io thread's own
+  // arming), or after a failed token CAS (the holder announces for us when
+  // it leaves, and re-checks after that): a publish after the load changes
+  // the word, and the wait then completes at once.
+  shm::Ring& ring = link->conn->inbound_ring();
+  auto token = reactor_->WatchFutex(ring.data_futex_word(), seq,
+                                    [this, link](Result<FutexWake>) {
+                                      link->data_token = Reactor::kInvalidToken;
+                                      ServiceInbound(link);
+                                    });
+  if (!token.ok()) {
+    DropPeer(link, std::move(token).TakeStatus());
     return;
+  }
+  link->data_token = *token;
+}
+
+bool Router::TakeForIo(const LinkPtr& link) {
+  uint32_t expected = kConsumerFree;
+  if (link->consumer.compare_exchange_strong(expected, kConsumerIo))
+    return true;
+  return expected == kConsumerIo;  // Only the io thread stores kConsumerIo.
+}
+
+void Router::ReleaseFromIo(const LinkPtr& link) {
+  link->consumer.store(kConsumerFree);
+}
+
+bool Router::ReclaimForIo(const LinkPtr& link, std::function<void()> retry) {
+  // Dekker pair with InboundLease::Release (router.h): store, then CAS.
+  link->reclaim.store(true);
+  if (TakeForIo(link))
+    return true;
+  {
+    MutexLock lock(&link->reclaim_mu);
+    link->reclaim_tasks.push_back(std::move(retry));
+  }
+  std::atomic_ref<uint32_t>(link->reclaim_word).fetch_add(1);
+  shm::FutexWake(&link->reclaim_word, INT_MAX);
+  return false;
+}
+
+void Router::RunReclaimTasks(const LinkPtr& link) {
+  if (!TakeForIo(link))
+    return;  // Another holder: it Posts again when it releases.
+  if (!RunQueuedReclaims(link) && !link->dead) {
+    // Nothing queued (a shutdown's reclaim): serve the ring again; no new
+    // lease is granted on this link.
+    ReleaseFromIo(link);
+    ServiceInbound(link);
+  }
+}
+
+std::unique_ptr<Router::InboundLease> Router::TryTakeInbound(
+    const ports::NodeName& peer) {
+  LinkPtr link;
+  if (peer.is_valid()) {
+    link = FindLink(peer);
+  } else {
+    MutexLock lock(&links_mu_);
+    if (links_.size() == 1)
+      link = links_.begin()->second;
+  }
+  if (!link || link->reclaim.load())
+    return nullptr;
+  uint32_t expected = kConsumerFree;
+  if (!link->consumer.compare_exchange_strong(expected, kConsumerWaiter))
+    return nullptr;
+  auto lease = std::make_unique<InboundLease>(this, link);
+  if (link->reclaim.load()) {
+    // Asked for meanwhile: give it straight back.
+    lease->ReleaseWithoutDrain();
+    return nullptr;
+  }
+  return lease;
+}
+
+void Router::ReclaimAllInbound() {
+  std::vector<LinkPtr> links;
+  {
+    MutexLock lock(&links_mu_);
+    for (const auto& [name, link] : links_)
+      links.push_back(link);
+  }
+  for (const LinkPtr& link : links) {
+    link->reclaim.store(true);
+    std::atomic_ref<uint32_t>(link->reclaim_word).fetch_add(1);
+    shm::FutexWake(&link->reclaim_word, INT_MAX);
+  }
+  // Holders let go within one wake-up (they never block with the token
+  // except in their futex_waitv, which the reclaim word ends).
+  for (const LinkPtr& link : links) {
+    while (link->consumer.load() == kConsumerWaiter)
+      std::this_thread::yield();
+  }
+}
+
+Router::InboundLease::InboundLease(Router* router, LinkPtr link)
+    : router_(router), link_(std::move(link)) {}
+
+Router::InboundLease::~InboundLease() {
+  Release(/*may_drain=*/true);
+}
+
+void Router::InboundLease::ReleaseWithoutDrain() {
+  Release(/*may_drain=*/false);
+}
+
+bool Router::InboundLease::reclaim_requested() const {
+  return link_->reclaim.load();
+}
+
+uint32_t* Router::InboundLease::data_word() {
+  return link_->conn->inbound_ring().data_futex_word();
+}
+
+uint32_t* Router::InboundLease::reclaim_word() {
+  return &link_->reclaim_word;
+}
+
+void Router::InboundLease::HandToIo(std::function<void()> task) {
+  {
+    MutexLock lock(&link_->reclaim_mu);
+    link_->reclaim_tasks.push_back(std::move(task));
+  }
+  link_->reclaim.store(true);
+}
+
+size_t Router::InboundLease::Drain() {
+  if (released_ || link_->reclaim.load())
+    return 0;
+  Router* router = router_;
+  LinkPtr link = link_;
+  auto drained = router_->DrainInbound(link_, kMaxFramesPerRound);
+  if (!drained.ok()) {
+    Status reason = std::move(drained).TakeStatus();
+    HandToIo([router, link, reason] { router->DropPeer(link, reason); });
+    return 0;
+  }
+  Bump(link_->frames_by_waiters, *drained);
+  if (link_->goodbye_received)
+    HandToIo([router, link] { router->HandleGoodbye(link); });
+  return *drained;
+}
+
+bool Router::InboundLease::PrepareSleep(uint32_t* expected) {
+  if (released_ || link_->reclaim.load())
+    return false;
+  shm::Ring& ring = link_->conn->inbound_ring();
+  *expected = std::atomic_ref<uint32_t>(*ring.data_futex_word())
+                  .load(std::memory_order_acquire);
+  ring.AnnounceSleep();
+  auto has_data = ring.HasData();
+  if (!has_data.ok()) {
+    Status reason = std::move(has_data).TakeStatus();
+    Router* router = router_;
+    LinkPtr link = link_;
+    HandToIo([router, link, reason] { router->DropPeer(link, reason); });
+    return false;
+  }
+  return !*has_data;
+}
+
+void Router::InboundLease::Release(bool may_drain) {
+  if (released_)
+    return;
+  released_ = true;
+  shm::Ring& ring = link_->conn->inbound_ring();
+  bool hand_rest_to_io = !may_drain;
+  if (!link_->reclaim.load()) {
+    // Announce for the io thread's armed wait (router.h), then re-check
+    // while still holding the token; drain what came meanwhile.
+    for (int pass = 0;; ++pass) {
+      ring.AnnounceSleep();
+      auto has_data = ring.HasData();
+      if (!has_data.ok()) {
+        Status reason = std::move(has_data).TakeStatus();
+        Router* router = router_;
+        LinkPtr link = link_;
+        HandToIo([router, link, reason] { router->DropPeer(link, reason); });
+        break;
+      }
+      if (!*has_data)
+        break;
+      if (!may_drain || pass == kMaxReleasePasses) {
+        hand_rest_to_io = true;
+        break;
+      }
+      released_ = false;
+      Drain();
+      released_ = true;
+      if (link_->reclaim.load())
+        break;
+    }
+  }
+  // Dekker pair with ReclaimForIo: store kFree, then load reclaim.
+  link_->consumer.store(kConsumerFree);
+  if (link_->reclaim.load()) {
+    Router* router = router_;
+    LinkPtr link = link_;
+    router_->reactor_->Post([router, link] { router->RunReclaimTasks(link); });
+  } else if (hand_rest_to_io) {
+    Router* router = router_;
+    LinkPtr link = link_;
+    router_->reactor_->Post([router, link] { router->ServiceInbound(link); });
   }
 }
 
@@ -670,6 +927,9 @@ void Router::OnSocketEvent(const LinkPtr& link, Result<uint32_t> revents) {
 void Router::HandleDeath(const LinkPtr& link, const std::string& signal) {
   if (link->dead)
     return;
+  // A waiter draining the ring hands it back first (and Posts this again).
+  if (!ReclaimForIo(link, [this, link, signal] { HandleDeath(link, signal); }))
+    return;
   // Every frame the peer published before it died is delivered, in order,
   // before its routes are declared broken.
   for (int pass = 0; pass < kMaxDeathDrainPasses; ++pass) {
@@ -680,6 +940,7 @@ void Router::HandleDeath(const LinkPtr& link, const std::string& signal) {
                    drained.status().ToString().c_str());
       break;
     }
+    Bump(link->frames_by_io, *drained);
     if (link->goodbye_received) {
       // It said goodbye before it went: a close, not a death.
       HandleGoodbye(link);
@@ -708,6 +969,8 @@ void Router::HandleDeath(const LinkPtr& link, const std::string& signal) {
 void Router::HandleGoodbye(const LinkPtr& link) {
   if (link->dead)
     return;
+  if (!ReclaimForIo(link, [this, link] { HandleGoodbye(link); }))
+    return;
   Bump(goodbyes_received_);
   RemoveLink(link, PeerClosedError("peer node " + link->peer.ToString() +
                                    " said goodbye"));
@@ -715,6 +978,9 @@ void Router::HandleGoodbye(const LinkPtr& link) {
 
 void Router::DropPeer(const LinkPtr& link, Status reason) {
   if (link->dead)
+    return;
+  // No holder drains past the reason: take the ring back first.
+  if (!ReclaimForIo(link, [this, link, reason] { DropPeer(link, reason); }))
     return;
   Bump(peers_dropped_);
   {
@@ -804,6 +1070,8 @@ RouterStats Router::GetStats() const {
     s.data_wakes_avoided = out_stats.data_wakes_avoided;
     s.space_wakes_issued = in_stats.space_wakes_issued;
     s.space_wakes_avoided = in_stats.space_wakes_avoided;
+    s.frames_drained_by_io = Relaxed(link->frames_by_io);
+    s.frames_drained_by_waiters = Relaxed(link->frames_by_waiters);
     stats.links.push_back(s);
   }
   stats.peer_deaths = Relaxed(peer_deaths_);

@@ -55,6 +55,43 @@
 // observer. Observers run on whatever thread triggers them (the io thread
 // for deaths and inbound events); they must not block for long.
 //
+// Consumer token (one per inbound ring): whoever drains a link's inbound ring
+// holds its token, taken by CAS in a process-local word (kFree, kIo,
+// kWaiter): the io thread while it drains, or a thread waiting in
+// Pipe::Receive (TryTakeInbound -> InboundLease) that drains the ring itself
+// instead of waiting for the io thread's hop. A lease-holder delivers every
+// frame exactly as the io thread does (fragments, goodbye, ignored events;
+// frames for any port go to the Node, whose waiters are notified); a
+// violation, corrupt ring or goodbye it finds is handed to the io thread
+// (queued as a reclaim task) and nothing more is drained.
+//
+// Waking: the producer's FUTEX_WAKE on the data word wakes every waiter
+// (INT_MAX, unchanged on-ring protocol, so a peer of the same minor needs
+// nothing new). The lease-holder owns the ring's consumer_sleeping flag:
+// it sleeps with futex_waitv on the data word (plus its own words), so the
+// producer's wake reaches it directly. The io thread keeps a futex wait
+// armed on the data word all along: woken while the token is held, it does
+// not touch the flag and re-arms WITHOUT announcing (chosen over cancelling
+// its wait on token take, which would need a Post -- a syscall and an io
+// thread wake -- on every take and every release). On release the holder,
+// still holding the token, announces sleep on the io thread's behalf,
+// re-checks the ring (draining what came), and only then frees the token:
+// the io thread's armed wait is then woken by the next publish (or has
+// already completed and takes the free token), so no wake is lost and no
+// frame is stranded.
+//
+// Reclaim: when the io thread needs the ring (a death's drain, a drop, a
+// goodbye) while a waiter holds it, it sets the link's `reclaim` flag, bumps
+// the reclaim word (which the holder's futex_waitv includes) and queues the
+// action; the holder releases and Posts the queued actions. No new lease is
+// granted once reclaim is set. Memory ordering: the token CAS is acq_rel and
+// its release store is release, so the ring's consumer half, the fragment
+// assembler and the goodbye flag pass between holders with a happens-before
+// edge; `reclaim` and the token use seq_cst in a Dekker pair (the io thread
+// stores reclaim then CASes the token; the holder stores kFree then loads
+// reclaim), so either the io thread gets the token or the holder sees the
+// request and Posts the reclaim.
+//
 // Lifetime: the Router must outlive the Node that uses it, and the Reactor
 // must be stopped and destroyed before the Router (armed futex waits point
 // into the links' segments; the Reactor's callbacks hold the links alive).
@@ -110,6 +147,10 @@ struct LinkStats {
   uint64_t data_wakes_avoided = 0;
   uint64_t space_wakes_issued = 0;  // To the peer, on our inbound ring.
   uint64_t space_wakes_avoided = 0;
+  // Consumer token: frames drained by the io thread and by waiting
+  // Pipe::Receive threads holding the token.
+  uint64_t frames_drained_by_io = 0;
+  uint64_t frames_drained_by_waiters = 0;
 };
 
 struct RouterStats {
@@ -175,6 +216,18 @@ class Router : public ports::NodeDelegate {
   void BroadcastEvent(ports::ScopedEvent event) override;
   void PortStatusChanged(const ports::PortRef& port) override;
 
+  // ---- Consumer token (see above). ----
+  class InboundLease;
+  // The consumer token of the inbound ring from `peer` (invalid: the only
+  // link, if there is exactly one), or nullptr (no such
+  // link, the token is held, or the io thread reclaims the link). Not on the
+  // io thread. The lease must be released (destroyed) before the Router;
+  // ReclaimAllInbound makes holders let go.
+  std::unique_ptr<InboundLease> TryTakeInbound(const ports::NodeName& peer);
+  // Asks every lease-holder to release and waits until none holds a token.
+  // Before the io thread stops (~Process). Not on the io thread.
+  void ReclaimAllInbound();
+
  private:
   struct Link;
   using LinkPtr = std::shared_ptr<Link>;
@@ -198,6 +251,18 @@ class Router : public ports::NodeDelegate {
   void HandleGoodbye(const LinkPtr& link);
   void DropPeer(const LinkPtr& link, Status reason);
   void RemoveLink(const LinkPtr& link, const Status& reason);
+
+  // Consumer token (io thread). TakeForIo: CAS kFree -> kIo. ReclaimForIo:
+  // true when the io thread holds the token (now or already); else `retry`
+  // is queued for the holder to Post on release.
+  bool TakeForIo(const LinkPtr& link);
+  void ReleaseFromIo(const LinkPtr& link);
+  bool ReclaimForIo(const LinkPtr& link, std::function<void()> retry);
+  void RunReclaimTasks(const LinkPtr& link);
+  // Runs what lease-holders queued; true if there was anything.
+  bool RunQueuedReclaims(const LinkPtr& link);
+  // Arms the io thread's data wait with the loaded word value `seq`.
+  void ArmInbound(const LinkPtr& link, uint32_t seq);
 
   Reactor* const reactor_;
   const RouterOptions options_;
@@ -226,6 +291,42 @@ class Router : public ports::NodeDelegate {
   Mutex flush_mu_;
   CondVar flush_cv_;
   uint64_t flush_generation_ GUARDED_BY(flush_mu_) = 0;
+};
+
+// A held consumer token of one inbound ring (Router::TryTakeInbound). One
+// thread at a time; destroying it releases the token (see "Consumer token"
+// above). Drain and the release run Node calls on the holder's thread, so
+// the holder must keep the Node alive meanwhile (the API's CoreUse).
+class Router::InboundLease {
+ public:
+  InboundLease(Router* router, LinkPtr link);
+  ~InboundLease();
+  InboundLease(const InboundLease&) = delete;
+  InboundLease& operator=(const InboundLease&) = delete;
+
+  // Delivers what is published to the Node on this thread. Returns the
+  // frames drained; 0 once the io thread reclaims the ring or after a
+  // violation (handed to the io thread).
+  size_t Drain();
+  // The arming protocol of shm::Ring for a futex_waitv: loads the data word
+  // into `*expected`, announces sleep and re-checks; false when frames are
+  // waiting (drain instead of sleeping) or the io thread reclaims the ring.
+  bool PrepareSleep(uint32_t* expected);
+  uint32_t* data_word();
+  // Bumped and woken when the io thread wants the ring back.
+  uint32_t* reclaim_word();
+  bool reclaim_requested() const;
+  // Release without draining (the Node may be going away): any frames left
+  // are handed to the io thread.
+  void ReleaseWithoutDrain();
+
+ private:
+  void Release(bool may_drain);
+  void HandToIo(std::function<void()> task);
+
+  Router* router_;
+  LinkPtr link_;
+  bool released_ = false;
 };
 
 }  // namespace shmports::channel

@@ -25,6 +25,24 @@ int FutexWait(uint32_t* word, uint32_t expected, const Deadline& deadline);
 // FUTEX_WAKE of up to `count` waiters. Returns how many were woken, or -errno.
 int FutexWake(uint32_t* word, int count);
 
+// One word of a FutexWaitv: sleep while *word == expected.
+struct FutexWaitvEntry {
+  const uint32_t* word;
+  uint32_t expected;
+};
+
+// futex_waitv(2) (Linux 5.16) over up to 8 shared 32-bit words with an
+// absolute CLOCK_MONOTONIC deadline: returns when any word is woken or
+// differs from its expected value. 0 when woken, else the errno (EAGAIN: a
+// word differed; ETIMEDOUT; EINTR; ENOSYS on older kernels). A FUTEX_WAKE on
+// any of the words (shared form, as FutexWake issues) reaches the sleeper.
+int FutexWaitv(const FutexWaitvEntry* entries,
+               int count,
+               const Deadline& deadline);
+
+// Whether this kernel has futex_waitv (probed once).
+bool FutexWaitvSupported();
+
 }  // namespace shmports::shm
 
 #endif  // SHMPORTS_SHM_FUTEX_H_

@@ -145,6 +145,19 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
       unacked_sizes.pop_front();
     }
   }
+
+  // Consumer token (issue 8; pipe.cc says how these are used). A waiting
+  // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref
+  // only), with its link's ring data word when it holds that ring's token.
+  // WakeSleepers bumps it and issues FUTEX_WAKE only when `sleepers` > 0
+  // (seq_cst on both sides: the bump-then-load of the waker and the
+  // increment-then-sleep of the waiter cannot both miss each other).
+  // `lease_holders`: waiters of this pipe holding a ring's token; Close
+  // waits for them to let go (the Router must outlive every lease).
+  uint32_t wake_word = 0;
+  std::atomic<int> sleepers{0};
+  int lease_holders GUARDED_BY(mu) = 0;
+  void WakeSleepers();
 };
 
 // What a call on a closed (or moved-from) Pipe answers.

@@ -1,26 +1,37 @@
 // The public Pipe (include/shmports/pipe.h) on a ports::Node port.
 //
 // Receiving: the io thread drains the rings and feeds the Node; a
-// PortStatusChanged bumps the pipe's `signals` and wakes its waiters (and
-// posts the readable callback). A waiting Receive polls the port, then spins
-// (kDefault: up to kSpinBudget; kBusyPoll: until the deadline) or sleeps on
-// the pipe's condition variable until `signals` moves.
+// PortStatusChanged bumps the pipe's `signals` and `wake_word` and wakes its
+// waiters (and posts the readable callback).
 //
-// Next step (ARCHITECTURE.md, "consumer token"): in kDefault and kBlocking
-// the waiting thread should drain the ring itself instead of waiting for the
-// io thread's hop. Plan: the waiter takes the link's consumer token (an
-// atomic owner word per inbound ring); the io thread, on its next wake,
-// sees the token taken and does not drain. The producer's wake must then
-// reach the waiting thread: the waiter sleeps with futex_waitv on both the
-// ring's data word and the pipe's wake word, so the producer's FUTEX_WAKE on
-// the data word (unchanged protocol) wakes it directly, and the io thread's
-// armed io_uring futex wait on the same word is woken too but finds the
-// token taken and re-arms. Messages for other ports drained by the waiter
-// are handed to the Node as usual (their waiters are notified). Nothing of
-// this changes the public API.
+// Consumer token (ARCHITECTURE.md; mechanism and memory ordering in
+// channel/router.h): a waiting Receive whose port's peer lives in another
+// node (PortStatus::peer_node_name) takes the consumer token of that node's
+// inbound ring (Router::TryTakeInbound) and drains the ring itself, so the
+// message does not hop through the io thread:
+//   - kBusyPoll, and kDefault's spin phase: poll the ring (Drain) and the
+//     port; no syscall, and the producer, seeing no sleeper announced, makes
+//     none either;
+//   - kBlocking, and kDefault after its spin: sleep in futex_waitv on the
+//     ring's data word, this pipe's wake word and the link's reclaim word.
+//     The producer's FUTEX_WAKE (INT_MAX, unchanged on-ring protocol) on the
+//     data word reaches this thread directly; chosen over cancelling the io
+//     thread's armed wait, which would cost a Post on every take.
+// Frames for other ports are handed to the Node as usual (their waiters are
+// notified). Without the token (a local peer, the io thread or another
+// waiter holds it, no futex_waitv) the waiter sleeps on the wake word alone
+// and the io thread (or the other holder) delivers. The lease is released
+// before Receive returns (draining what arrived meanwhile, announcing sleep
+// for the io thread), when the io thread reclaims the ring (a death, a
+// drop), and before Close returns (Close waits for it: the Router must
+// outlive every lease, and ProcessCore::Shutdown closes every pipe before
+// destroying the channel::Process). Nothing of this changes the public API.
 #include <shmports/pipe.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <memory>
 #include <utility>
 
 #include "channel/api/internal.h"
@@ -29,6 +40,7 @@
 #include "core/ports/error.h"
 #include "core/ports/event.h"
 #include "core/ports/node.h"
+#include "shm/futex.h"
 
 namespace shmports {
 namespace api_internal {
@@ -40,6 +52,7 @@ void PipeState::Notify() {
     ++signals;
     if (waiters > 0)
       cv.SignalAll();
+    WakeSleepers();
     if (closed)
       return;
     cb = callback;
@@ -85,10 +98,15 @@ void PipeState::Close(bool close_port) {
     closed = true;
     old_callback = std::move(callback);
     cv.SignalAll();
+    WakeSleepers();
     if (!core->IsIoThread()) {
       while (in_callback)
         cv.Wait(&mu);
     }
+    // A waiter holding a ring's token lets go promptly once woken (it never
+    // waits for the io thread meanwhile, so this may run there too).
+    while (lease_holders > 0)
+      cv.Wait(&mu);
   }
   core->Unregister(this);
   if (close_port) {
@@ -96,6 +114,12 @@ void PipeState::Close(bool close_port) {
     if (use.ok())
       (void)core->process->node().ClosePort(port);
   }
+}
+
+void PipeState::WakeSleepers() {
+  std::atomic_ref<uint32_t>(wake_word).fetch_add(1);  // seq_cst: see .h
+  if (sleepers.load() > 0)
+    shm::FutexWake(&wake_word, INT_MAX);
 }
 
 Status ClosedPipeError(std::string_view what) {
@@ -169,6 +193,131 @@ Result<PipeMessage> Pipe::Receive(std::chrono::nanoseconds timeout,
   return Receive(Deadline::In(timeout).when(), mode);
 }
 
+namespace {
+
+// The node a port's messages come from: PortStatus::peer_node_name where the
+// ports layer provides it; otherwise invalid, and Router::TryTakeInbound
+// then takes the only link, if there is exactly one.
+template <typename PortStatusT>
+ports::NodeName PeerNodeOf(const PortStatusT& status) {
+  if constexpr (requires { status.peer_node_name; })
+    return status.peer_node_name;
+  else
+    return ports::NodeName();
+}
+
+// SHMPORTS_CONSUMER_TOKEN=0 in the environment turns the token off (waiters
+// then always wait for the io thread): for measuring it against the io
+// thread's hop in one build, and for ruling it out when chasing a bug.
+bool TokenEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("SHMPORTS_CONSUMER_TOKEN");
+    return (env == nullptr || std::string_view(env) != "0") &&
+           shm::FutexWaitvSupported();
+  }();
+  return enabled;
+}
+
+// A waiting Receive's hold on the consumer token of the ring its messages
+// arrive on (see the top of this file). One thread.
+class TokenWait {
+ public:
+  explicit TokenWait(PipeState* state) : state_(state) {}
+  ~TokenWait() { Release(); }
+  TokenWait(const TokenWait&) = delete;
+  TokenWait& operator=(const TokenWait&) = delete;
+
+  // Takes the token if it may (inside a CoreUse). Once per call to Receive
+  // and before each sleep; not again after the io thread reclaimed it.
+  void MaybeTake() REQUIRES(!state_->mu) {
+    if (lease_ || gave_up_ || !TokenEnabled())
+      return;
+    channel::Process& process = *state_->core->process;
+    ports::PortStatus status;
+    if (process.node().GetStatus(state_->port, &status) != ports::OK ||
+        !status.peer_remote) {
+      return;
+    }
+    {
+      MutexLock lock(&state_->mu);
+      if (state_->closed)
+        return;
+      ++state_->lease_holders;
+    }
+    lease_ = process.router().TryTakeInbound(PeerNodeOf(status));
+    if (!lease_) {
+      // Held by the io thread or another waiter: they deliver.
+      gave_up_ = true;
+      Unregister();
+    }
+  }
+
+  // Inside a CoreUse: drains what the ring holds, to the Node.
+  void Drain() {
+    if (!lease_)
+      return;
+    if (lease_->reclaim_requested()) {
+      Release();
+      return;
+    }
+    lease_->Drain();
+  }
+
+  // Sleeps until something may have changed for this pipe: its wake word
+  // moved from `seen`, or (holding the token) the ring's producer woke us or
+  // the io thread wants the ring back, or `deadline`. No CoreUse held.
+  void Sleep(uint32_t seen, const Deadline& deadline) {
+    state_->sleepers.fetch_add(1);  // seq_cst: see internal.h.
+    if (lease_) {
+      uint32_t* reclaim = lease_->reclaim_word();
+      const uint32_t reclaim_seen =
+          std::atomic_ref<uint32_t>(*reclaim).load(std::memory_order_acquire);
+      uint32_t data_seen;
+      if (lease_->PrepareSleep(&data_seen)) {
+        const shm::FutexWaitvEntry entries[3] = {
+            {lease_->data_word(), data_seen},
+            {&state_->wake_word, seen},
+            {reclaim, reclaim_seen},
+        };
+        (void)shm::FutexWaitv(entries, 3, deadline);
+      }
+    } else {
+      (void)shm::FutexWait(&state_->wake_word, seen, deadline);
+    }
+    state_->sleepers.fetch_sub(1);
+  }
+
+  // Releases the token (draining what came meanwhile, when the Node may be
+  // used). Safe to call twice.
+  void Release() {
+    if (!lease_)
+      return;
+    {
+      CoreUse use(state_->core.get());
+      if (use.ok())
+        lease_.reset();
+      else
+        lease_->ReleaseWithoutDrain();
+    }
+    lease_.reset();
+    gave_up_ = true;
+    Unregister();
+  }
+
+ private:
+  void Unregister() {
+    MutexLock lock(&state_->mu);
+    if (--state_->lease_holders == 0)
+      state_->cv.SignalAll();
+  }
+
+  PipeState* const state_;
+  std::unique_ptr<channel::Router::InboundLease> lease_;
+  bool gave_up_ = false;
+};
+
+}  // namespace
+
 Result<PipeMessage> Pipe::Receive(std::chrono::steady_clock::time_point when,
                                   WaitMode mode) {
   if (!state_)
@@ -182,13 +331,29 @@ Result<PipeMessage> Pipe::Receive(std::chrono::steady_clock::time_point when,
   const Deadline deadline = Deadline::At(when);
   const Deadline spin_until =
       mode == WaitMode::kDefault ? Deadline::In(kSpinBudget) : Deadline::Now();
+  TokenWait token(state);
+  bool try_take = true;
   for (;;) {
-    uint64_t seen;
+    // Loaded before the port is polled: a message queued after the poll
+    // moves the word, and the sleep below returns at once.
+    const uint32_t seen = std::atomic_ref<uint32_t>(state->wake_word)
+                              .load(std::memory_order_acquire);
     {
       MutexLock lock(&state->mu);
       if (state->closed)
         return ClosedPipeError("receive");
-      seen = state->signals;
+    }
+    {
+      CoreUse use(state->core.get());
+      if (!use.ok()) {
+        token.Release();
+        return use.status().WithContext("receive");
+      }
+      if (try_take) {
+        token.MaybeTake();
+        try_take = false;
+      }
+      token.Drain();
     }
     Result<PipeMessage> r = Receive();
     if (r.ok() || r.status().code() != StatusCode::kUnavailable)
@@ -197,13 +362,7 @@ Result<PipeMessage> Pipe::Receive(std::chrono::steady_clock::time_point when,
       return UnavailableError("receive: no message before the deadline");
     if (mode == WaitMode::kBusyPoll || !spin_until.Expired())
       continue;
-    MutexLock lock(&state->mu);
-    ++state->waiters;
-    while (state->signals == seen && !state->closed) {
-      if (!state->cv.WaitUntil(&state->mu, deadline.when()))
-        break;
-    }
-    --state->waiters;
+    token.Sleep(seen, deadline);
   }
 }
 

@@ -67,11 +67,10 @@ int RunMode(WaitMode mode, int iterations) {
   echo.join();
   if (!echo_ok)
     return 1;
-  std::printf("%-9s 64 B round trip: %8.2f us (%d iterations)\n",
-              ModeName(mode),
-              std::chrono::duration<double, std::micro>(elapsed).count() /
-                  iterations,
-              iterations);
+  std::printf(
+      "%-9s 64 B round trip: %8.2f us (%d iterations)\n", ModeName(mode),
+      std::chrono::duration<double, std::micro>(elapsed).count() / iterations,
+      iterations);
   return 0;
 }
 
