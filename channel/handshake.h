@@ -81,8 +81,11 @@ enum class WakeMethod : uint32_t {
   kFutex = 1,
 };
 
-// What a receiver enforces per pipe. Announced here, enforced by the user
-// API (a sender that exceeds what was announced is violating).
+// What a receiver enforces per pipe. Announced here; the receiving node
+// enforces exactly what it announced (channel::Process sets its NodeLimits
+// queued caps from ConnectionOptions::receive_caps): a sender past them is
+// dropped as violating. Pipe::Send stays within the peer's caps by default.
+// 0 = unlimited.
 struct ReceiveCaps {
   uint64_t max_queued_bytes_per_pipe = uint64_t{64} << 20;
   uint64_t max_queued_messages_per_pipe = 1 << 16;

@@ -17,9 +17,23 @@ ports::NodeName RandomNodeName() {
   return ports::NodeName(v1, v2);
 }
 
+// Credit (issue 8): the node enforces exactly the receive caps this
+// process announces in its handshakes (options.connection.receive_caps is
+// the one source of truth; options.node's queued caps are overridden).
+ProcessOptions WithReceiveCapsEnforced(ProcessOptions options) {
+  ports::NodeLimits& limits = options.node.limits;
+  const ReceiveCaps& caps = options.connection.receive_caps;
+  limits.max_queued_messages_per_port =
+      static_cast<size_t>(caps.max_queued_messages_per_pipe);
+  limits.max_queued_bytes_per_port =
+      static_cast<size_t>(caps.max_queued_bytes_per_pipe);
+  return options;
+}
+
 }  // namespace
 
-Process::Process(const ProcessOptions& options) : options_(options) {}
+Process::Process(const ProcessOptions& options)
+    : options_(WithReceiveCapsEnforced(options)) {}
 
 Process::~Process() {
   if (reactor_) {
@@ -45,7 +59,7 @@ Result<std::unique_ptr<Process>> Process::Create(
   std::unique_ptr<Process> process(new Process(options));
   SHMPORTS_RETURN_IF_ERROR(process->Start());
   process->node_ = std::make_unique<ports::Node>(
-      RandomNodeName(), process->router_.get(), options.node);
+      RandomNodeName(), process->router_.get(), process->options_.node);
   process->router_->SetNode(process->node_.get());
   return process;
 }
@@ -118,6 +132,11 @@ Result<ConnectedPeer> Process::FinishConnection(
     const ports::PortRef& bootstrap) {
   ConnectedPeer peer;
   peer.peer_name = c->peer_name();
+  {
+    // Credit (issue 8): what our pipes to this peer may leave unread there.
+    MutexLock lock(&peer_caps_mu_);
+    peer_caps_[peer.peer_name] = c->peer_receive_caps();
+  }
   const ports::PortName peer_port = c->peer_bootstrap_port();
   // Initialised before the link exists, so no event can reach the port
   // while it is still uninitialised.
@@ -156,6 +175,17 @@ Status Process::Shutdown(Deadline deadline) {
         "Process::Shutdown waits for the io thread; it may not run on it");
   }
   return router_->SendGoodbyes(deadline);
+}
+
+// Credit (issue 8).
+bool Process::GetPeerReceiveCaps(const ports::NodeName& peer,
+                                 ReceiveCaps* caps) const {
+  MutexLock lock(&peer_caps_mu_);
+  auto it = peer_caps_.find(peer);
+  if (it == peer_caps_.end())
+    return false;
+  *caps = it->second;
+  return true;
 }
 
 ProcessStats Process::GetStats() {

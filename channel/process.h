@@ -34,13 +34,16 @@
 
 #include <memory>
 #include <thread>
+#include <unordered_map>
 
 #include "channel/connection.h"
 #include "channel/reactor.h"
 #include "channel/router.h"
 #include "channel/scoped_fd.h"
 #include "core/base/deadline.h"
+#include "core/base/mutex.h"
 #include "core/base/status.h"
+#include "core/base/thread_annotations.h"
 #include "core/ports/node.h"
 #include "core/ports/port_ref.h"
 
@@ -126,6 +129,12 @@ class Process {
   // Router::TryTakeInbound. Lives as long as this Process.
   Router& router() { return *router_; }
 
+  // Credit (pipe quotas, issue 8): the receive caps `peer` announced in its
+  // handshake with this Process, recorded when the connection was made and
+  // kept after it is gone (node names are never reused). False when `peer`
+  // never connected to this Process. Any thread.
+  bool GetPeerReceiveCaps(const ports::NodeName& peer, ReceiveCaps* caps) const;
+
  private:
   explicit Process(const ProcessOptions& options);
   Status Start();
@@ -138,6 +147,11 @@ class Process {
   std::unique_ptr<Reactor> reactor_;
   std::unique_ptr<ports::Node> node_;
   std::thread io_thread_;
+
+  // Credit (issue 8): see GetPeerReceiveCaps.
+  mutable Mutex peer_caps_mu_;
+  std::unordered_map<ports::NodeName, ReceiveCaps, ports::NameHash> peer_caps_
+      GUARDED_BY(peer_caps_mu_);
 };
 
 }  // namespace shmports::channel

@@ -23,6 +23,7 @@
 #define SHMPORTS_CHANNEL_API_INTERNAL_H_
 
 #include <shmports/pipe.h>
+#include <shmports/process.h>
 
 #include <atomic>
 #include <cstdint>
@@ -76,6 +77,10 @@ struct ProcessCore {
   std::atomic<bool> alive{true};
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> send_rejections{0};
+
+  // Credit (issue 8): tests only (channel/api/testing.h) — Send ignores the
+  // receive caps peers announced, so a test can play a sender that does.
+  std::atomic<bool> ignore_peer_caps_for_testing{false};
 
   Mutex pipes_mu;
   std::unordered_map<PipeState*, std::weak_ptr<PipeState>> pipes
@@ -146,6 +151,29 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
     }
   }
 
+  // Credit from the peer's announced receive caps (issue 8; pipe_send.cc
+  // says how these are used).
+  // Sends that reserved an entry in `unacked_sizes` and have not yet
+  // returned from the node: the node's count may not include them yet.
+  // Raised under `mu`, lowered without it (a stale high value only keeps
+  // more bytes counted).
+  std::atomic<size_t> pending_sends{0};
+  // Two sends reserved concurrently: `unacked_sizes` may not be in sequence
+  // order, so acknowledged entries are taken smallest first (the count can
+  // then only overstate). Cleared when nothing is unacknowledged.
+  bool sizes_unordered GUARDED_BY(mu) = false;
+  // The node the cached cap is for (invalid: none looked up yet), and that
+  // node's caps as a quota (zeros: no cap).
+  ports::NodeName cap_node GUARDED_BY(mu);
+  PipeQuota cap GUARDED_BY(mu);
+  // The acknowledge-request interval last set on the port (0: none).
+  uint64_t ack_interval GUARDED_BY(mu) = 0;
+  // The port arrived inside a message: messages its previous holder left
+  // unread are not known here, until a message sent from here is
+  // acknowledged (which acknowledges everything before it).
+  bool backlog_unknown GUARDED_BY(mu) = false;
+  size_t sent_since_arrival GUARDED_BY(mu) = 0;
+
   // Consumer token (issue 8; pipe.cc says how these are used). A waiting
   // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref
   // only), with its link's ring data word when it holds that ring's token.
@@ -159,6 +187,15 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   int lease_holders GUARDED_BY(mu) = 0;
   void WakeSleepers();
 };
+
+// Credit (issue 8): a Pipe around a port that never left this node (a new
+// pair, a bootstrap port), so nothing unknown is unacknowledged on it
+// (WrapPort assumes a port that arrived inside a message).
+Pipe WrapNewPort(const std::shared_ptr<ProcessCore>& core,
+                 const ports::PortRef& port);
+// The channel options for a public Process: the receive caps it announces
+// (and its node enforces).
+channel::ProcessOptions ChannelOptions(const ProcessOptions& options);
 
 // What a call on a closed (or moved-from) Pipe answers.
 Status ClosedPipeError(std::string_view what);

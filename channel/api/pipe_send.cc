@@ -1,11 +1,51 @@
 // Pipe's sending side (include/shmports/pipe.h): Send, credit (SetQuota)
 // and the status that reports it. The receiving side is in pipe.cc.
+//
+// Credit. A sending end may leave at most its effective quota unread at the
+// other end: the user's quota (SetQuota) and, when the other end is on
+// another node, the receive caps that node announced in its handshake
+// (channel::Process::GetPeerReceiveCaps), whichever is lower per field. That
+// node enforces its caps (a sender past them is dropped as violating), so the
+// cap is on by default for every pipe between processes. The cap is looked
+// up by the port's current peer node (PortStatus::peer_node_name: the other
+// end may travel) and cached in the PipeState until that node changes.
+//
+// Counting: the node counts unacknowledged messages (sent, not yet read and
+// acknowledged); the PipeState keeps their sizes, oldest first, as the
+// serialised size the receiving queue counts (GetSizeIfSerialized).
+// Acknowledgements cover a prefix, so the node's count says how many of the
+// newest remain. An entry is reserved before the node assigns the message
+// its sequence number, so `pending_sends` keeps settling from dropping it
+// early; concurrent senders may reserve out of sequence order, and then
+// acknowledged entries go smallest first (the byte count can only overstate).
+//
+// Acknowledgements are requested only when they matter: a round trip that
+// never comes near the quota sends no extra event. Once a send takes the
+// unacknowledged messages or bytes past half the effective quota, the port's
+// acknowledge-request interval is set to half the unacknowledged messages (a
+// request for a message already sent; the node renews it on each
+// acknowledgement); below a quarter it is cleared again (no event). A
+// refused send makes sure a request is pending for a message already sent
+// (interval = the unacknowledged count), so credit always comes back once
+// the reader has read everything.
+//
+// A port that arrived inside a message (ProcessCore::WrapPort) inherits the
+// route's sequence numbers but not its acknowledged position (the port
+// descriptor does not carry it), so messages its previous holder left unread
+// at the other end are unknown here, by count and by size. Until a message
+// sent from here is acknowledged (which acknowledges everything before it),
+// the peer's caps count at half: the previous holder's unread messages and
+// ours stay within the caps as long as it left at most half of them unread.
+// This is the conservative bound this layer can give; an exact one needs the
+// acknowledged position in the port descriptor.
 #include <shmports/pipe.h>
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "channel/api/internal.h"
+#include "core/base/deadline.h"
 #include "core/base/str_format.h"
 #include "core/ports/error.h"
 #include "core/ports/event.h"
@@ -18,6 +58,195 @@ using api_internal::ClosedPipeError;
 using api_internal::CoreUse;
 using api_internal::PipeState;
 
+bool HasQuota(const PipeQuota& q) {
+  return q.max_unacknowledged_messages != 0 || q.max_unacknowledged_bytes != 0;
+}
+
+size_t MinLimit(size_t a, size_t b) {
+  if (a == 0)
+    return b;
+  if (b == 0)
+    return a;
+  return std::min(a, b);
+}
+
+size_t ToSize(uint64_t v) {
+  return v > std::numeric_limits<size_t>::max()
+             ? std::numeric_limits<size_t>::max()
+             : static_cast<size_t>(v);
+}
+
+// Drops acknowledged entries: the node says `unacked` remain, plus those
+// reserved by sends still in the node.
+void Settle(PipeState& s, size_t unacked) REQUIRES(s.mu) {
+  const size_t keep = unacked + s.pending_sends.load(std::memory_order_acquire);
+  if (s.unacked_sizes.size() <= keep)
+    return;
+  if (s.sizes_unordered)
+    std::sort(s.unacked_sizes.begin(), s.unacked_sizes.end());
+  while (s.unacked_sizes.size() > keep) {
+    s.unacked_bytes -= s.unacked_sizes.front();
+    s.unacked_sizes.pop_front();
+  }
+  if (s.unacked_sizes.empty())
+    s.sizes_unordered = false;
+}
+
+// The arrived port's unknown backlog is gone once fewer messages are
+// unacknowledged than were sent from here (pending ones are not in the
+// node's count): a message sent from here was read, so was all before it.
+void SettleBacklog(PipeState& s, size_t unacked) REQUIRES(s.mu) {
+  if (s.backlog_unknown &&
+      unacked + s.pending_sends.load(std::memory_order_acquire) <
+          s.sent_since_arrival) {
+    s.backlog_unknown = false;
+  }
+}
+
+// Refreshes the cached cap when the peer node changed.
+void RefreshCap(PipeState& s, const ports::PortStatus& ps) REQUIRES(s.mu) {
+  if (!ps.peer_remote ||
+      s.core->ignore_peer_caps_for_testing.load(std::memory_order_relaxed)) {
+    s.cap = PipeQuota{};
+    s.cap_node = ports::NodeName();
+    return;
+  }
+  if (s.cap_node == ps.peer_node_name)
+    return;
+  channel::ReceiveCaps caps;
+  s.cap = PipeQuota{};
+  if (s.core->process->GetPeerReceiveCaps(ps.peer_node_name, &caps)) {
+    s.cap.max_unacknowledged_messages =
+        ToSize(caps.max_queued_messages_per_pipe);
+    s.cap.max_unacknowledged_bytes = ToSize(caps.max_queued_bytes_per_pipe);
+  }
+  s.cap_node = ps.peer_node_name;
+}
+
+PipeQuota Effective(const PipeState& s) REQUIRES(s.mu) {
+  PipeQuota cap = s.cap;
+  if (s.backlog_unknown) {
+    if (cap.max_unacknowledged_messages != 0) {
+      cap.max_unacknowledged_messages =
+          std::max<size_t>(1, cap.max_unacknowledged_messages / 2);
+    }
+    if (cap.max_unacknowledged_bytes != 0) {
+      cap.max_unacknowledged_bytes =
+          std::max<size_t>(1, cap.max_unacknowledged_bytes / 2);
+    }
+  }
+  PipeQuota q;
+  q.max_unacknowledged_messages = MinLimit(s.quota.max_unacknowledged_messages,
+                                           cap.max_unacknowledged_messages);
+  q.max_unacknowledged_bytes =
+      MinLimit(s.quota.max_unacknowledged_bytes, cap.max_unacknowledged_bytes);
+  return q;
+}
+
+bool AboveHalf(const PipeQuota& q, size_t count, size_t bytes) {
+  return (q.max_unacknowledged_messages != 0 &&
+          count > q.max_unacknowledged_messages / 2) ||
+         (q.max_unacknowledged_bytes != 0 &&
+          bytes > q.max_unacknowledged_bytes / 2);
+}
+
+bool BelowQuarter(const PipeQuota& q, size_t count, size_t bytes) {
+  return (q.max_unacknowledged_messages == 0 ||
+          count < q.max_unacknowledged_messages / 4) &&
+         (q.max_unacknowledged_bytes == 0 ||
+          bytes < q.max_unacknowledged_bytes / 4);
+}
+
+// What one credit check decided.
+struct CreditDecision {
+  bool refused = false;
+  bool reserved = false;
+  // Set the port's acknowledge-request interval to `interval`.
+  bool set_interval = false;
+  uint64_t interval = 0;
+  PipeQuota quota;
+  size_t count = 0;
+  size_t held = 0;
+};
+
+// Under s.mu: settles, checks the effective quota for a message of `size`
+// and reserves it, or refuses.
+CreditDecision CheckCredit(PipeState& s,
+                           const ports::PortStatus& ps,
+                           size_t size) REQUIRES(s.mu) {
+  CreditDecision d;
+  RefreshCap(s, ps);
+  const size_t node_unacked = ps.unacknowledged_message_count;
+  Settle(s, node_unacked);
+  SettleBacklog(s, node_unacked);
+  d.quota = Effective(s);
+  if (!HasQuota(d.quota)) {
+    if (s.ack_interval != 0) {
+      d.set_interval = true;
+      d.interval = 0;
+      s.ack_interval = 0;
+    }
+    s.unacked_sizes.clear();
+    s.unacked_bytes = 0;
+    s.sizes_unordered = false;
+    return d;
+  }
+  const PipeQuota& q = d.quota;
+  d.count = s.unacked_sizes.size();
+  d.held = s.unacked_bytes;
+  if (d.count > 0 && ((q.max_unacknowledged_messages != 0 &&
+                       d.count >= q.max_unacknowledged_messages) ||
+                      (q.max_unacknowledged_bytes != 0 &&
+                       d.held + size > q.max_unacknowledged_bytes))) {
+    d.refused = true;
+    // Credit returns only through an acknowledgement: make sure one is
+    // requested for a message already sent.
+    if (node_unacked > 0 &&
+        (s.ack_interval == 0 || s.ack_interval > node_unacked)) {
+      d.set_interval = true;
+      d.interval = node_unacked;
+      s.ack_interval = node_unacked;
+    }
+    return d;
+  }
+  if (s.pending_sends.load(std::memory_order_relaxed) > 0)
+    s.sizes_unordered = true;
+  s.unacked_sizes.push_back(size);
+  s.unacked_bytes += size;
+  s.pending_sends.fetch_add(1, std::memory_order_acq_rel);
+  if (s.backlog_unknown)
+    ++s.sent_since_arrival;
+  d.reserved = true;
+  const size_t after_count = node_unacked + 1;
+  if (AboveHalf(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+    // A request for a message sent by the time it leaves (this one at the
+    // latest).
+    const uint64_t want = std::max<uint64_t>(1, after_count / 2);
+    if (s.ack_interval == 0 || s.ack_interval > after_count) {
+      d.set_interval = true;
+      d.interval = want;
+      s.ack_interval = want;
+    }
+  } else if (s.ack_interval != 0 &&
+             BelowQuarter(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+    d.set_interval = true;
+    d.interval = 0;
+    s.ack_interval = 0;
+  }
+  return d;
+}
+
+// Gives back a reservation of `size` whose send failed.
+void Unreserve(PipeState& s, size_t size) REQUIRES(s.mu) {
+  for (auto it = s.unacked_sizes.rbegin(); it != s.unacked_sizes.rend(); ++it) {
+    if (*it == size) {
+      s.unacked_bytes -= size;
+      s.unacked_sizes.erase(std::next(it).base());
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 Status Pipe::Send(std::string_view text, std::vector<Pipe>&& pipes) {
@@ -27,93 +256,157 @@ Status Pipe::Send(std::string_view text, std::vector<Pipe>&& pipes) {
 }
 
 Status Pipe::Send(std::span<const uint8_t> bytes, std::vector<Pipe>&& pipes) {
+  return SendImpl(bytes, pipes, /*wait=*/false, {});
+}
+
+Status Pipe::Send(std::string_view text,
+                  std::vector<Pipe>&& pipes,
+                  std::chrono::steady_clock::time_point deadline) {
+  return Send(std::span<const uint8_t>(
+                  reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+              std::move(pipes), deadline);
+}
+
+Status Pipe::Send(std::span<const uint8_t> bytes,
+                  std::vector<Pipe>&& pipes,
+                  std::chrono::steady_clock::time_point deadline) {
+  return SendImpl(bytes, pipes, /*wait=*/true, deadline);
+}
+
+Status Pipe::Send(std::span<const uint8_t> bytes,
+                  std::vector<Pipe>&& pipes,
+                  std::chrono::nanoseconds timeout) {
+  return Send(bytes, std::move(pipes), Deadline::In(timeout).when());
+}
+
+Status Pipe::Send(std::string_view text,
+                  std::vector<Pipe>&& pipes,
+                  std::chrono::nanoseconds timeout) {
+  return Send(text, std::move(pipes), Deadline::In(timeout).when());
+}
+
+Status Pipe::SendImpl(std::span<const uint8_t> bytes,
+                      std::vector<Pipe>& pipes,
+                      bool wait,
+                      std::chrono::steady_clock::time_point when) {
   if (!state_)
     return ClosedPipeError("send");
-  api_internal::ProcessCore* core = state_->core.get();
-  CoreUse use(core);
-  if (!use.ok())
-    return use.status().WithContext("send");
+  PipeState* state = state_.get();
+  api_internal::ProcessCore* core = state->core.get();
   auto reject = [core](Status s) {
     core->send_rejections.fetch_add(1, std::memory_order_relaxed);
     return s;
   };
-  if (bytes.size() > kMaxMessageBytes) {
-    return reject(InvalidArgumentError(StrFormat(
-        "send: message of %zu bytes exceeds Pipe::kMaxMessageBytes (%zu)",
-        bytes.size(), kMaxMessageBytes)));
+  if (wait && core->IsIoThread()) {
+    return reject(FailedPreconditionError(
+        "send with a deadline may wait for credit, and may not run on the io "
+        "thread (inside a readable callback); use Send() there"));
   }
-  if (pipes.size() > kMaxAttachedPipes) {
-    return reject(InvalidArgumentError(
-        StrFormat("send: %zu pipes attached; at most %zu per message",
-                  pipes.size(), kMaxAttachedPipes)));
-  }
-  auto message = std::make_unique<ports::UserMessageEvent>(pipes.size());
-  message->message().Assign(bytes);
-  for (size_t i = 0; i < pipes.size(); ++i) {
-    const std::shared_ptr<PipeState>& attached = PipeState::StateOf(pipes[i]);
-    if (!attached || attached->core.get() != core) {
-      return reject(InvalidArgumentError(StrFormat(
-          "send: attached pipe %zu is %s", i,
-          attached ? "from another Process" : "invalid (closed or moved)")));
+  const Deadline deadline = Deadline::At(when);
+  std::unique_ptr<ports::UserMessageEvent> message;
+  size_t size = 0;
+  for (;;) {
+    uint64_t seen = 0;
+    {
+      CoreUse use(core);
+      if (!use.ok())
+        return use.status().WithContext("send");
+      if (!message) {
+        if (bytes.size() > kMaxMessageBytes) {
+          return reject(InvalidArgumentError(StrFormat(
+              "send: message of %zu bytes exceeds Pipe::kMaxMessageBytes "
+              "(%zu)",
+              bytes.size(), kMaxMessageBytes)));
+        }
+        if (pipes.size() > kMaxAttachedPipes) {
+          return reject(InvalidArgumentError(
+              StrFormat("send: %zu pipes attached; at most %zu per message",
+                        pipes.size(), kMaxAttachedPipes)));
+        }
+        message = std::make_unique<ports::UserMessageEvent>(pipes.size());
+        message->message().Assign(bytes);
+        for (size_t i = 0; i < pipes.size(); ++i) {
+          const std::shared_ptr<PipeState>& attached =
+              PipeState::StateOf(pipes[i]);
+          if (!attached || attached->core.get() != core) {
+            return reject(InvalidArgumentError(
+                StrFormat("send: attached pipe %zu is %s", i,
+                          attached ? "from another Process"
+                                   : "invalid (closed or moved)")));
+          }
+          message->ports()[i] = attached->port.name();
+        }
+        // What the receiving queue counts for this message.
+        size = message->GetSizeIfSerialized();
+      }
+      ports::PortStatus ps;
+      if (wait) {
+        MutexLock lock(&state->mu);
+        if (state->closed)
+          return ClosedPipeError("send");
+        seen = state->signals;
+      }
+      int rv = core->process->node().GetStatus(state->port, &ps);
+      if (rv != ports::OK)
+        return ports::ErrorToStatus(rv, "send");
+      if (ps.peer_closed)
+        return PeerClosedError("send: the other end of the pipe is closed");
+      CreditDecision d;
+      {
+        MutexLock lock(&state->mu);
+        d = CheckCredit(*state, ps, size);
+      }
+      if (d.set_interval) {
+        // Refused or not, the request goes out now: a refused sender's
+        // credit depends on it.
+        (void)core->process->node().SetAcknowledgeRequestInterval(state->port,
+                                                                  d.interval);
+      }
+      if (!d.refused) {
+        // The attached ends stop being ours whatever happens next: the node
+        // turns them into proxies, or closes them on error.
+        for (Pipe& p : pipes)
+          PipeState::StateOf(p)->Close(/*close_port=*/false);
+        rv = core->process->node().SendUserMessage(state->port,
+                                                   std::move(message));
+        if (d.reserved) {
+          if (rv != ports::OK) {
+            MutexLock lock(&state->mu);
+            Unreserve(*state, size);
+            if (state->sent_since_arrival > 0)
+              --state->sent_since_arrival;
+          }
+          state->pending_sends.fetch_sub(1, std::memory_order_acq_rel);
+        }
+        for (Pipe& p : pipes)
+          PipeState::Forget(p);  // Detached above: their ports are not ours.
+        pipes.clear();
+        if (rv != ports::OK) {
+          Status s = ports::ErrorToStatus(rv, "send");
+          if (rv != ports::ERROR_PORT_PEER_CLOSED)
+            return reject(std::move(s));
+          return s;
+        }
+        return Status::Ok();
+      }
+      if (!wait || deadline.Expired()) {
+        return reject(ResourceExhaustedError(StrFormat(
+            "send: quota spent (%zu messages, %zu bytes unacknowledged; "
+            "quota %zu messages, %zu bytes): the reader has not caught up%s",
+            d.count, d.held, d.quota.max_unacknowledged_messages,
+            d.quota.max_unacknowledged_bytes, wait ? " by the deadline" : "")));
+      }
     }
-    message->ports()[i] = attached->port.name();
-  }
-  bool quota_set = false;
-  {
-    MutexLock lock(&state_->mu);
-    quota_set = state_->quota.max_unacknowledged_messages != 0 ||
-                state_->quota.max_unacknowledged_bytes != 0;
-  }
-  if (quota_set) {
-    ports::PortStatus ps;
-    int rv = core->process->node().GetStatus(state_->port, &ps);
-    if (rv != ports::OK)
-      return ports::ErrorToStatus(rv, "send");
-    if (ps.peer_closed)
-      return PeerClosedError("send: the other end of the pipe is closed");
-    MutexLock lock(&state_->mu);
-    state_->SettleCredit(ps.unacknowledged_message_count);
-    const PipeQuota q = state_->quota;
-    const size_t count = state_->unacked_sizes.size();
-    const size_t held = state_->unacked_bytes;
-    if (count > 0 && ((q.max_unacknowledged_messages != 0 &&
-                       count >= q.max_unacknowledged_messages) ||
-                      (q.max_unacknowledged_bytes != 0 &&
-                       held + bytes.size() > q.max_unacknowledged_bytes))) {
-      return reject(ResourceExhaustedError(StrFormat(
-          "send: quota spent (%zu messages, %zu bytes unacknowledged; quota "
-          "%zu messages, %zu bytes): the reader has not caught up",
-          count, held, q.max_unacknowledged_messages,
-          q.max_unacknowledged_bytes)));
+    // Out of the use guard: a Process being destroyed closes this pipe,
+    // which wakes us (signals or closed).
+    MutexLock lock(&state->mu);
+    ++state->waiters;
+    while (state->signals == seen && !state->closed) {
+      if (!state->cv.WaitUntil(&state->mu, deadline.when()))
+        break;
     }
-    // Reserved now; returned below if the send fails.
-    state_->unacked_sizes.push_back(bytes.size());
-    state_->unacked_bytes += bytes.size();
+    --state->waiters;
   }
-  // The attached ends stop being ours whatever happens next: the node turns
-  // them into proxies, or closes them on error.
-  for (Pipe& p : pipes) {
-    PipeState::StateOf(p)->Close(/*close_port=*/false);
-  }
-  int rv =
-      core->process->node().SendUserMessage(state_->port, std::move(message));
-  for (Pipe& p : pipes)
-    PipeState::Forget(p);  // Detached above: their ports are not ours.
-  pipes.clear();
-  if (rv != ports::OK && quota_set) {
-    MutexLock lock(&state_->mu);
-    if (!state_->unacked_sizes.empty()) {
-      state_->unacked_bytes -= state_->unacked_sizes.back();
-      state_->unacked_sizes.pop_back();
-    }
-  }
-  if (rv != ports::OK) {
-    Status s = ports::ErrorToStatus(rv, "send");
-    if (rv != ports::ERROR_PORT_PEER_CLOSED)
-      return reject(std::move(s));
-    return s;
-  }
-  return Status::Ok();
 }
 
 Status Pipe::SetQuota(const PipeQuota& quota) {
@@ -122,20 +415,40 @@ Status Pipe::SetQuota(const PipeQuota& quota) {
   CoreUse use(state_->core.get());
   if (!use.ok())
     return use.status().WithContext("set quota");
-  uint64_t interval = 0;
-  if (quota.max_unacknowledged_bytes != 0)
-    interval = 1;
-  else if (quota.max_unacknowledged_messages != 0)
-    interval = std::max<uint64_t>(1, quota.max_unacknowledged_messages / 2);
-  int rv = state_->core->process->node().SetAcknowledgeRequestInterval(
-      state_->port, interval);
+  ports::PortStatus ps;
+  int rv = state_->core->process->node().GetStatus(state_->port, &ps);
   if (rv != ports::OK)
     return ports::ErrorToStatus(rv, "set quota");
-  MutexLock lock(&state_->mu);
-  state_->quota = quota;
-  if (interval == 0) {
-    state_->unacked_sizes.clear();
-    state_->unacked_bytes = 0;
+  // Sends decide about acknowledgements; only a quota already spent needs a
+  // request now (the next send is refused and must see credit return).
+  bool set_interval = false;
+  uint64_t interval = 0;
+  {
+    MutexLock lock(&state_->mu);
+    PipeState& s = *state_;
+    s.quota = quota;
+    RefreshCap(s, ps);
+    Settle(s, ps.unacknowledged_message_count);
+    SettleBacklog(s, ps.unacknowledged_message_count);
+    const PipeQuota q = Effective(s);
+    const size_t unacked = ps.unacknowledged_message_count;
+    if (!HasQuota(q)) {
+      set_interval = s.ack_interval != 0;
+      s.ack_interval = 0;
+    } else if (unacked > 0 &&
+               !BelowQuarter(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+      if (s.ack_interval == 0 || s.ack_interval > unacked) {
+        set_interval = true;
+        interval = unacked;
+        s.ack_interval = unacked;
+      }
+    }
+  }
+  if (set_interval) {
+    rv = state_->core->process->node().SetAcknowledgeRequestInterval(
+        state_->port, interval);
+    if (rv != ports::OK)
+      return ports::ErrorToStatus(rv, "set quota");
   }
   return Status::Ok();
 }
@@ -156,13 +469,8 @@ Result<PipeStatus> Pipe::GetStatus() const {
   out.queued_bytes = s.queued_num_bytes;
   out.unacknowledged_messages = s.unacknowledged_message_count;
   MutexLock lock(&state_->mu);
-  if (state_->quota.max_unacknowledged_messages == 0 &&
-      state_->quota.max_unacknowledged_bytes == 0) {
-    out.unacknowledged_messages = 0;  // Not tracked without a quota.
-  } else {
-    state_->SettleCredit(s.unacknowledged_message_count);
-    out.unacknowledged_bytes = state_->unacked_bytes;
-  }
+  Settle(*state_, s.unacknowledged_message_count);
+  out.unacknowledged_bytes = state_->unacked_bytes;
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <shmports/process.h>
 
 #include <future>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -101,9 +102,34 @@ void ProcessCore::Unregister(PipeState* state) {
 Pipe ProcessCore::WrapPort(const std::shared_ptr<ProcessCore>& self,
                            const ports::PortRef& port) {
   auto state = std::make_shared<PipeState>(self, port);
+  {
+    // Conservative until told otherwise (CreatePipe): a port that arrived
+    // inside a message does not know what its previous holder left unread
+    // (pipe_send.cc).
+    MutexLock lock(&state->mu);
+    state->backlog_unknown = true;
+  }
   Register(state.get(), state);
   (void)process->node().SetUserData(port, std::make_shared<PortLink>(state));
   return PipeState::MakePipe(std::move(state));
+}
+
+Pipe WrapNewPort(const std::shared_ptr<ProcessCore>& core,
+                 const ports::PortRef& port) {
+  Pipe pipe = core->WrapPort(core, port);
+  PipeState* state = PipeState::StateOf(pipe).get();
+  MutexLock lock(&state->mu);
+  state->backlog_unknown = false;
+  return pipe;
+}
+
+channel::ProcessOptions ChannelOptions(const ProcessOptions& options) {
+  channel::ProcessOptions out;
+  out.connection.receive_caps.max_queued_messages_per_pipe =
+      options.max_queued_messages_per_pipe;
+  out.connection.receive_caps.max_queued_bytes_per_pipe =
+      options.max_queued_bytes_per_pipe;
+  return out;
 }
 
 void ProcessCore::OnPortStatusChanged(const ports::PortRef& port) {
@@ -145,9 +171,11 @@ void ProcessCore::Shutdown() {
 Process::Process(std::shared_ptr<api_internal::ProcessCore> core)
     : core_(std::move(core)) {}
 
-Result<std::unique_ptr<Process>> Process::Create() {
-  SHMPORTS_ASSIGN_OR_RETURN(std::unique_ptr<channel::Process> process,
-                            channel::Process::Create());
+Result<std::unique_ptr<Process>> Process::Create(
+    const ProcessOptions& options) {
+  SHMPORTS_ASSIGN_OR_RETURN(
+      std::unique_ptr<channel::Process> process,
+      channel::Process::Create(api_internal::ChannelOptions(options)));
   SHMPORTS_ASSIGN_OR_RETURN(
       std::shared_ptr<api_internal::ProcessCore> core,
       api_internal::ProcessCore::Wrap(std::move(process)));
@@ -179,7 +207,8 @@ Result<std::pair<Pipe, Pipe>> Process::CreatePipe() {
   int rv = core_->process->node().CreatePortPair(&a, &b);
   if (rv != ports::OK)
     return ports::ErrorToStatus(rv, "create pipe");
-  return std::make_pair(core_->WrapPort(core_, a), core_->WrapPort(core_, b));
+  return std::make_pair(api_internal::WrapNewPort(core_, a),
+                        api_internal::WrapNewPort(core_, b));
 }
 
 Result<ProcessStats> Process::GetStats() {
@@ -200,6 +229,12 @@ Result<ProcessStats> Process::GetStats() {
   out.peer_deaths = s.router.peer_deaths;
   out.peers_dropped = s.router.peers_dropped;
   out.send_rejections = core_->send_rejections.load(std::memory_order_relaxed);
+  for (const auto& [reason, count] : s.router.violations) {
+    // The node's reason for a message past our announced receive caps
+    // (NodeLimits::max_queued_*_per_port).
+    if (reason.find("max_queued_") != std::string::npos)
+      out.peers_dropped_for_caps += count;
+  }
   return out;
 }
 

@@ -9,16 +9,22 @@
 
 namespace shmports::testing {
 
-Result<ConnectedProcesses> ConnectProcessesForTesting() {
+Result<ConnectedProcesses> ConnectProcessesForTesting(
+    const ProcessOptions& a_options,
+    const ProcessOptions& b_options) {
   SHMPORTS_ASSIGN_OR_RETURN(channel::SocketPair sockets,
                             channel::CreateCredentialedSocketPair());
-  SHMPORTS_ASSIGN_OR_RETURN(std::unique_ptr<channel::Process> inviter,
-                            channel::Process::Create());
+  SHMPORTS_ASSIGN_OR_RETURN(
+      std::unique_ptr<channel::Process> inviter,
+      channel::Process::Create(api_internal::ChannelOptions(a_options)));
+  const channel::ProcessOptions b_channel =
+      api_internal::ChannelOptions(b_options);
   // Both halves of the handshake block: the invitee runs on its own thread.
   Result<channel::Process::Accepted> accepted =
       InternalError("accept did not run");
   std::thread invitee([&] {
-    accepted = channel::Process::AcceptConnection(std::move(sockets.second));
+    accepted = channel::Process::AcceptConnection(std::move(sockets.second),
+                                                  b_channel);
   });
   auto connected = inviter->Connect(std::move(sockets.first));
   invitee.join();
@@ -35,9 +41,13 @@ Result<ConnectedProcesses> ConnectProcessesForTesting() {
   ConnectedProcesses out;
   out.a = std::make_unique<Process>(a_core);
   out.b = std::make_unique<Process>(b_core);
-  out.a_end = a_core->WrapPort(a_core, a_port);
-  out.b_end = b_core->WrapPort(b_core, b_port);
+  out.a_end = api_internal::WrapNewPort(a_core, a_port);
+  out.b_end = api_internal::WrapNewPort(b_core, b_port);
   return out;
+}
+
+void IgnorePeerReceiveCapsForTesting(Process& process, bool ignore) {
+  process.core()->ignore_peer_caps_for_testing.store(ignore);
 }
 
 }  // namespace shmports::testing

@@ -1,7 +1,8 @@
 // For tests in this tree only (not installed): two public Processes in this
 // OS process joined by a handshake over a socket pair, with a pipe between
 // them — the in-process setup the *_threads tests (and TSan) need, since an
-// Invitation always launches a child program.
+// Invitation always launches a child program. Also the switches tests need
+// to play a misbehaving sender.
 #ifndef SHMPORTS_CHANNEL_API_TESTING_H_
 #define SHMPORTS_CHANNEL_API_TESTING_H_
 
@@ -20,7 +21,14 @@ struct ConnectedProcesses {
   Pipe b_end;  // On b.
 };
 
-Result<ConnectedProcesses> ConnectProcessesForTesting();
+Result<ConnectedProcesses> ConnectProcessesForTesting(
+    const ProcessOptions& a_options = {},
+    const ProcessOptions& b_options = {});
+
+// Makes every Send of `process` ignore the receive caps its peers announced
+// (a user quota set with SetQuota still applies): a sender that ignores
+// credit, which the receiving process must cut off.
+void IgnorePeerReceiveCapsForTesting(Process& process, bool ignore);
 
 }  // namespace shmports::testing
 

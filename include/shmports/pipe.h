@@ -59,8 +59,10 @@ struct PipeStatus {
   size_t queued_messages = 0;
   size_t queued_bytes = 0;
   // Sent from this end and not yet acknowledged as read by the other end.
-  // Meaningful only while a quota is set (SetQuota): acknowledgements are
-  // requested only then.
+  // Acknowledgements are requested only while they matter (past half the
+  // quota, see PipeQuota), so these may stay high after the reader caught
+  // up; the bytes are counted only while a quota applies (a user quota, or
+  // the other end is in another process).
   size_t unacknowledged_messages = 0;
   size_t unacknowledged_bytes = 0;
 };
@@ -68,7 +70,24 @@ struct PipeStatus {
 // Credit for one sending end: how much it may have sent that the other end
 // has not yet read. The reader's reads come back as acknowledgements and
 // restore credit. 0 means unlimited. One message is always allowed when
-// nothing is unacknowledged, however large.
+// nothing is unacknowledged, however large. Bytes are payload bytes.
+//
+// Default: when the other end is in another process, that process's receive
+// caps apply (the per-pipe queued messages and bytes it announced when the
+// processes connected; ProcessOptions sets ours). It enforces them: a sender
+// past them is cut off as violating, so Send never exceeds them, with or
+// without SetQuota. A quota set with SetQuota applies as the lower of the
+// two, per field. Caveat: a pipe that arrived inside a message does not know
+// what its previous holder left unread; until a message sent from here is
+// acknowledged it counts the other process's caps at half.
+//
+// Acknowledgements cost events, so they are requested only once the
+// unacknowledged messages or bytes pass half the quota (every half of the
+// unacknowledged messages from then on, until they fall below a quarter): a
+// request-reply exchange that never comes near the quota carries no extra
+// event. Credit therefore returns in steps, at the latest once the reader
+// has read everything this end sent: a reader must not wait for a message
+// the sender cannot send before it has read what is queued.
 struct PipeQuota {
   size_t max_unacknowledged_messages = 0;
   size_t max_unacknowledged_bytes = 0;
@@ -109,13 +128,37 @@ class Pipe {
   // if the node then refuses it (they are closed, as Mojo does); when Send
   // refuses up front (kResourceExhausted, kInvalidArgument,
   // kFailedPrecondition) they stay in `pipes` for a retry. Never blocks: a full
-  // ring queues inside shmports. Errors: kResourceExhausted (the quota is
-  // spent: nothing was sent; retry once the reader has caught up), kPeerClosed
-  // (the other end is closed: the message is dropped), kInvalidArgument (too
-  // large, too many or invalid pipes, the pipe's own peer attached),
-  // kFailedPrecondition (closed/invalid pipe, Process gone, forked child).
+  // ring queues inside shmports. Errors: kResourceExhausted (credit is spent
+  // — the quota, by default the other process's receive caps, see PipeQuota:
+  // nothing was sent; retry once the reader has caught up, or use the
+  // waiting Send below), kPeerClosed (the other end is closed: the message is
+  // dropped), kInvalidArgument (too large, too many or invalid pipes, the
+  // pipe's own peer attached), kFailedPrecondition (closed/invalid pipe,
+  // Process gone, forked child). Refusals other than kPeerClosed count in
+  // ProcessStats::send_rejections.
   Status Send(std::span<const uint8_t> bytes, std::vector<Pipe>&& pipes = {});
   Status Send(std::string_view text, std::vector<Pipe>&& pipes = {});
+
+  // As Send, but when credit is spent it waits for the reader to catch up
+  // (acknowledgements restore credit) instead of refusing. Returns when the
+  // message is sent, or with the other end closed (kPeerClosed), this end
+  // closed or its Process destroyed (kFailedPrecondition), or at `deadline`
+  // with credit still spent (kResourceExhausted: nothing was sent, the
+  // attached pipes stay in `pipes`). kFailedPrecondition at once when called
+  // on the io thread (from a readable callback): the io thread is the one
+  // that would bring the credit back.
+  Status Send(std::span<const uint8_t> bytes,
+              std::vector<Pipe>&& pipes,
+              std::chrono::steady_clock::time_point deadline);
+  Status Send(std::string_view text,
+              std::vector<Pipe>&& pipes,
+              std::chrono::steady_clock::time_point deadline);
+  Status Send(std::span<const uint8_t> bytes,
+              std::vector<Pipe>&& pipes,
+              std::chrono::nanoseconds timeout);
+  Status Send(std::string_view text,
+              std::vector<Pipe>&& pipes,
+              std::chrono::nanoseconds timeout);
 
   // The next message, without waiting. kUnavailable when none is queued,
   // kPeerClosed once the other end is closed and everything it sent has been
@@ -138,11 +181,10 @@ class Pipe {
   // until the call returns.
   Status SetReadableCallback(std::function<void()> callback);
 
-  // Sets this end's sending quota (see PipeQuota). Acknowledgements are
-  // requested every max_unacknowledged_messages / 2 messages, or every
-  // message when a byte limit is set (so credit can never be stuck behind
-  // an unrequested acknowledgement). With several threads sending on one
-  // end, the byte count is approximate by the messages in flight.
+  // Sets this end's sending quota (see PipeQuota; it combines with the
+  // other process's receive caps). A quota of zeros removes it (the caps
+  // still apply). With several threads sending on one end the byte count
+  // may overstate by the messages in flight, never understate.
   Status SetQuota(const PipeQuota& quota);
 
   Result<PipeStatus> GetStatus() const;
@@ -154,6 +196,11 @@ class Pipe {
  private:
   friend struct api_internal::PipeState;
   explicit Pipe(std::shared_ptr<api_internal::PipeState> state);
+  // Send; `wait`: the waiting form, until `deadline`.
+  Status SendImpl(std::span<const uint8_t> bytes,
+                  std::vector<Pipe>& pipes,
+                  bool wait,
+                  std::chrono::steady_clock::time_point deadline);
 
   std::shared_ptr<api_internal::PipeState> state_;
 };

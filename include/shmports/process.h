@@ -33,6 +33,19 @@ namespace api_internal {
 struct ProcessCore;
 }  // namespace api_internal
 
+// How a Process is made.
+struct ProcessOptions {
+  // Receive caps: what one pipe's sender in another process may leave
+  // unread here (received, not yet read), per pipe. Announced to each peer
+  // when it connects; the peer's Pipe::Send stays within them by default
+  // (PipeQuota), and a peer that exceeds them is cut off as violating
+  // (ProcessStats::peers_dropped_for_caps). 0 = unlimited. One message is
+  // always accepted however large; the byte cap applies while more than one
+  // message is queued.
+  uint64_t max_queued_messages_per_pipe = uint64_t{1} << 16;
+  uint64_t max_queued_bytes_per_pipe = uint64_t{64} << 20;
+};
+
 // Counters of one Process (a snapshot).
 struct ProcessStats {
   std::string node_name;
@@ -44,12 +57,15 @@ struct ProcessStats {
   uint64_t bytes_received = 0;
   uint64_t peer_deaths = 0;
   uint64_t peers_dropped = 0;    // For a protocol violation.
-  uint64_t send_rejections = 0;  // Send refused: too large, quota, etc.
+  uint64_t send_rejections = 0;  // Send refused: too large, credit, etc.
+  // Of peers_dropped: for sending past our receive caps (ProcessOptions).
+  uint64_t peers_dropped_for_caps = 0;
 };
 
 class Process {
  public:
-  static Result<std::unique_ptr<Process>> Create();
+  static Result<std::unique_ptr<Process>> Create(
+      const ProcessOptions& options = {});
 
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

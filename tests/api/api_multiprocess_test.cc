@@ -158,6 +158,81 @@ TEST(ApiInvitation, NoInvitationInThisProcess) {
   ::unsetenv(kInvitationFdEnv);
 }
 
+// Credit across processes: the parent announces small receive caps.
+std::unique_ptr<Process> NewProcessWithCap(uint64_t messages) {
+  ProcessOptions options;
+  options.max_queued_messages_per_pipe = messages;
+  auto p = Process::Create(options);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return std::move(*p);
+}
+
+TEST(ApiCredit, ChildStopsAtTheParentsCapThenWaitsAndLosesNothing) {
+  auto process = NewProcessWithCap(8);
+  OutgoingInvitation invitation(*process);
+  auto pipe = invitation.AttachPipe("pipe");
+  auto report = invitation.AttachPipe("report");
+  ASSERT_TRUE(pipe.ok() && report.ok());
+  const int n = static_cast<int>(testing::Scaled(500, 50));
+  auto child = invitation.Launch({Child(), "flood", std::to_string(n)});
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  // Nothing is read from "pipe" before the report: the child's Send (no
+  // quota set) stops at our cap — at half of it, as the child's end arrived
+  // inside the invitation and cannot know what was left unread before
+  // (pipe.h, PipeQuota), until one of its messages is acknowledged.
+  EXPECT_EQ(ReceiveText(*report), "refused at 4");
+  auto status = pipe->GetStatus();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->queued_messages, 4u);
+  // Reading lets the waiting Send go on; nothing is lost.
+  for (int i = 0; i < n; ++i)
+    ASSERT_EQ(ReceiveText(*pipe), std::to_string(i));
+  pipe->Close();
+  auto exit_status = child->Wait(kWait);
+  ASSERT_TRUE(exit_status.ok()) << exit_status.status().ToString();
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0)
+      << *exit_status;
+  auto stats = process->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->peers_dropped, 0u);
+}
+
+TEST(ApiCredit, ChildIgnoringCreditIsCutOff) {
+  auto process = NewProcessWithCap(4);
+  OutgoingInvitation invitation(*process);
+  auto pipe = invitation.AttachPipe("pipe");
+  ASSERT_TRUE(pipe.ok());
+  auto child = invitation.Launch({Child(), "ignore-credit", "20"});
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto s = pipe->GetStatus();
+        return s.ok() && s->peer_closed;
+      },
+      kWait));
+  // What arrived within the cap is delivered in order, then peer_closed.
+  int received = 0;
+  for (;;) {
+    auto m = pipe->Receive(kWait);
+    if (!m.ok()) {
+      EXPECT_EQ(m.status().code(), StatusCode::kPeerClosed)
+          << m.status().ToString();
+      break;
+    }
+    EXPECT_EQ(m->text(), std::to_string(received));
+    ++received;
+  }
+  EXPECT_LE(received, 4);
+  auto stats = process->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->peers_dropped, 1u);
+  EXPECT_EQ(stats->peers_dropped_for_caps, 1u);
+  auto exit_status = child->Wait(kWait);
+  ASSERT_TRUE(exit_status.ok()) << exit_status.status().ToString();
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0)
+      << *exit_status;
+}
+
 // The fork rule: the parent's Process and pipes answer kFailedPrecondition
 // in a forked child; a new Process there works. The child reports by exit
 // code (it runs only the checks, then _exit).

@@ -23,6 +23,7 @@ namespace {
 using std::chrono::seconds;
 using testing::ConnectedProcesses;
 using testing::ConnectProcessesForTesting;
+using testing::IgnorePeerReceiveCapsForTesting;
 using testing::Payload;
 
 constexpr auto kWait = seconds(30);
@@ -481,6 +482,306 @@ TEST(ApiQuota, ByteQuotaAllowsOneLargeMessageThenWaitsForCredit) {
   ASSERT_TRUE(c.a_end.Send(std::string(600, 'a')).ok());
   EXPECT_EQ(c.a_end.Send(std::string(600, 'b')).code(),
             StatusCode::kResourceExhausted);
+}
+
+// Credit by default: the receive caps the other process announced.
+
+ProcessOptions SmallCaps(uint64_t messages, uint64_t bytes = 0) {
+  ProcessOptions o;
+  o.max_queued_messages_per_pipe = messages;
+  o.max_queued_bytes_per_pipe = bytes;
+  return o;
+}
+
+ConnectedProcesses ConnectWithCaps(const ProcessOptions& a,
+                                   const ProcessOptions& b) {
+  auto connected = ConnectProcessesForTesting(a, b);
+  EXPECT_TRUE(connected.ok()) << connected.status().ToString();
+  return std::move(*connected);
+}
+
+// Sends until credit is refused; returns how many went.
+size_t SendUntilRefused(Pipe& pipe, uint64_t seed, size_t size, size_t limit) {
+  for (size_t i = 0; i < limit; ++i) {
+    Status s = pipe.Send(Payload(seed, i, size));
+    if (s.code() == StatusCode::kResourceExhausted)
+      return i;
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok())
+      return i;
+  }
+  return limit;
+}
+
+TEST(ApiCredit, PeerMessageCapStopsSendWithoutQuota) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  // b announces 8 messages per pipe; a sets no quota.
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(8));
+  EXPECT_EQ(SendUntilRefused(c.a_end, seed, 10, 100), 8u);
+  EXPECT_GE(c.a->GetStats()->send_rejections, 1u);
+  auto status = c.a_end.GetStatus();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->unacknowledged_messages, 8u);
+  // The other direction has a's default caps: far from reached.
+  EXPECT_EQ(SendUntilRefused(c.b_end, seed, 10, 100), 100u);
+  // Reading restores credit (in steps; at the latest once everything sent
+  // was read); nothing was lost and b never dropped a.
+  for (uint64_t i = 0; i < 8; ++i) {
+    auto r = c.b_end.Receive(kWait);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->bytes, Payload(seed, i, 10)) << i;
+  }
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return c.a_end.Send(Payload(seed, 8, 10)).ok(); }));
+  auto last = c.b_end.Receive(kWait);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->bytes, Payload(seed, 8, 10));
+  auto stats = c.b->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->peers_dropped, 0u);
+  EXPECT_EQ(stats->peers_dropped_for_caps, 0u);
+}
+
+TEST(ApiCredit, PeerByteCapStopsSendWithoutQuota) {
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(0, 1000));
+  // One message is always allowed, however large.
+  ASSERT_TRUE(c.a_end.Send(std::string(5000, 'x')).ok());
+  EXPECT_EQ(c.a_end.Send("y").code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReceiveText(c.b_end), std::string(5000, 'x'));
+  ASSERT_TRUE(testing::WaitFor([&] { return c.a_end.Send("y").ok(); }));
+  EXPECT_EQ(ReceiveText(c.b_end), "y");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return c.a_end.Send(std::string(600, 'a')).ok(); }));
+  EXPECT_EQ(c.a_end.Send(std::string(600, 'b')).code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(c.b->GetStats()->peers_dropped, 0u);
+}
+
+TEST(ApiCredit, UserQuotaAppliesAsTheLowerOfQuotaAndCap) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(8));
+  ASSERT_TRUE(c.a_end.SetQuota({.max_unacknowledged_messages = 100}).ok());
+  EXPECT_EQ(SendUntilRefused(c.a_end, seed, 10, 100), 8u);
+  ConnectedProcesses d = ConnectWithCaps({}, SmallCaps(8));
+  ASSERT_TRUE(d.a_end.SetQuota({.max_unacknowledged_messages = 3}).ok());
+  EXPECT_EQ(SendUntilRefused(d.a_end, seed, 10, 100), 3u);
+  // Removing the quota leaves the cap.
+  ASSERT_TRUE(d.a_end.SetQuota({}).ok());
+  EXPECT_EQ(SendUntilRefused(d.a_end, seed, 10, 100), 5u);
+}
+
+TEST(ApiCredit, RoundTripsFarBelowTheCapCarryNoExtraEvents) {
+  ConnectedProcesses c = Connect();
+  auto before = c.a->GetStats();
+  ASSERT_TRUE(before.ok());
+  const uint64_t n = testing::Scaled(200, 20);
+  std::thread echo([&] {
+    for (uint64_t i = 0; i < n; ++i) {
+      auto m = c.b_end.Receive(kWait);
+      if (!m.ok() || !c.b_end.Send(m->bytes).ok()) {
+        ADD_FAILURE() << "echo " << i;
+        return;
+      }
+    }
+  });
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(c.a_end.Send("ping").ok());
+    ASSERT_EQ(ReceiveText(c.a_end), "ping");
+  }
+  echo.join();
+  auto after = c.a->GetStats();
+  ASSERT_TRUE(after.ok());
+  // One event each way per round trip: no acknowledgement requested.
+  EXPECT_EQ(after->messages_sent - before->messages_sent, n);
+  EXPECT_EQ(after->messages_received - before->messages_received, n);
+}
+
+TEST(ApiCredit, WaitingSendWaitsForCreditAndLosesNothing) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(4, 4096));
+  const uint64_t n = testing::Scaled(2000, 100);
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> sizes(n);
+  for (auto& size : sizes)
+    size = rng() % 3000;
+  std::thread reader([&] {
+    for (uint64_t i = 0; i < n; ++i) {
+      auto m = c.b_end.Receive(kWait);
+      if (!m.ok() || m->bytes != Payload(seed, i, sizes[i])) {
+        ADD_FAILURE() << "message " << i << ": " << m.status().ToString();
+        return;
+      }
+    }
+  });
+  for (uint64_t i = 0; i < n; ++i) {
+    Status s = c.a_end.Send(Payload(seed, i, sizes[i]), {}, kWait);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.ToString();
+  }
+  reader.join();
+  EXPECT_EQ(c.b_end.Receive().status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(c.b->GetStats()->peers_dropped, 0u);
+}
+
+TEST(ApiCredit, WaitingSendersOnManyThreadsLoseNothing) {
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(6, 2000));
+  constexpr int kThreads = 3;
+  const uint64_t per_thread = testing::Scaled(400, 40);
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (uint64_t i = 0; i < per_thread; ++i) {
+        // Sizes differ per thread, so out-of-order reservations matter.
+        std::string text = std::to_string(t) + ":" + std::to_string(i) + ":" +
+                           std::string((t * 300 + i) % 900, 'p');
+        Status s = c.a_end.Send(text, {}, kWait);
+        if (!s.ok()) {
+          ADD_FAILURE() << text.substr(0, 12) << ": " << s.ToString();
+          return;
+        }
+      }
+    });
+  }
+  std::vector<uint64_t> next(kThreads, 0);
+  for (uint64_t k = 0; k < kThreads * per_thread; ++k) {
+    auto m = c.b_end.Receive(kWait);
+    ASSERT_TRUE(m.ok()) << k << ": " << m.status().ToString();
+    std::string text(m->text());
+    int t = std::stoi(text.substr(0, text.find(':')));
+    uint64_t i = std::stoull(text.substr(text.find(':') + 1));
+    ASSERT_TRUE(t >= 0 && t < kThreads) << text;
+    EXPECT_EQ(i, next[t]) << "thread " << t;
+    next[t] = i + 1;
+  }
+  for (auto& s : senders)
+    s.join();
+  EXPECT_EQ(c.b->GetStats()->peers_dropped, 0u);
+}
+
+TEST(ApiCredit, WaitingSendTimesOutWithCreditSpent) {
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(1));
+  ASSERT_TRUE(c.a_end.Send("one").ok());
+  auto spare = c.a->CreatePipe();
+  ASSERT_TRUE(spare.ok());
+  std::vector<Pipe> attach;
+  attach.push_back(std::move(spare->second));
+  Status s =
+      c.a_end.Send("two", std::move(attach), std::chrono::milliseconds(20));
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+  ASSERT_EQ(attach.size(), 1u);
+  EXPECT_TRUE(attach[0].is_valid());
+  EXPECT_EQ(ReceiveText(c.b_end), "one");
+  EXPECT_TRUE(c.a_end.Send("two", std::move(attach), kWait).ok());
+  EXPECT_EQ(ReceiveText(c.b_end), "two");
+}
+
+TEST(ApiCredit, WaitingSendWakesWhenThePeerCloses) {
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(1));
+  ASSERT_TRUE(c.a_end.Send("one").ok());
+  std::atomic<int> code{-1};
+  std::thread sender(
+      [&] { code = static_cast<int>(c.a_end.Send("two", {}, kWait).code()); });
+  c.b_end.Close();
+  sender.join();
+  EXPECT_EQ(code.load(), static_cast<int>(StatusCode::kPeerClosed));
+}
+
+TEST(ApiCredit, WaitingSendWakesWhenThePipeIsClosed) {
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(1));
+  ASSERT_TRUE(c.a_end.Send("one").ok());
+  std::atomic<int> code{-1};
+  std::thread sender(
+      [&] { code = static_cast<int>(c.a_end.Send("two", {}, kWait).code()); });
+  // The Process goes away under the waiting sender.
+  c.a.reset();
+  sender.join();
+  EXPECT_EQ(code.load(), static_cast<int>(StatusCode::kFailedPrecondition));
+}
+
+TEST(ApiCredit, WaitingSendFromCallbackIsRefused) {
+  ConnectedProcesses c = Connect();
+  std::atomic<int> code{-1};
+  ASSERT_TRUE(c.b_end
+                  .SetReadableCallback([&] {
+                    if (code.load() == -1 && c.b_end.Receive().ok()) {
+                      code = static_cast<int>(
+                          c.b_end.Send("reply", {}, kWait).code());
+                    }
+                  })
+                  .ok());
+  ASSERT_TRUE(c.a_end.Send("ping").ok());
+  ASSERT_TRUE(testing::WaitFor([&] { return code.load() != -1; }));
+  EXPECT_EQ(code.load(), static_cast<int>(StatusCode::kFailedPrecondition));
+  ASSERT_TRUE(c.b_end.SetReadableCallback(nullptr).ok());
+}
+
+TEST(ApiCredit, ArrivedPipeCountsTheCapAtHalfUntilAcknowledged) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  // a announces 8 messages; the pipe end that travels to b sends back to a.
+  ConnectedProcesses c = ConnectWithCaps(SmallCaps(8), {});
+  auto pair = c.a->CreatePipe();
+  ASSERT_TRUE(pair.ok());
+  std::vector<Pipe> attach;
+  attach.push_back(std::move(pair->second));
+  ASSERT_TRUE(c.a_end.Send("take", std::move(attach)).ok());
+  auto carried = c.b_end.Receive(kWait);
+  ASSERT_TRUE(carried.ok());
+  ASSERT_EQ(carried->pipes.size(), 1u);
+  Pipe& arrived = carried->pipes[0];
+  // What its previous holder left unread is unknown: half the cap.
+  EXPECT_EQ(SendUntilRefused(arrived, seed, 10, 100), 4u);
+  auto m = pair->first.Receive(kWait);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->bytes, Payload(seed, 0, 10));
+  // One of ours was read, so everything before it was: the whole cap.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return arrived.Send(Payload(seed, 4, 10)).ok(); }));
+  EXPECT_EQ(SendUntilRefused(arrived, seed, 10, 100), 4u);
+  EXPECT_EQ(c.a->GetStats()->peers_dropped, 0u);
+}
+
+TEST(ApiCredit, SenderIgnoringCreditIsCutOff) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(4));
+  auto unaffected = c.b->CreatePipe();
+  ASSERT_TRUE(unaffected.ok());
+  testing::IgnorePeerReceiveCapsForTesting(*c.a, true);
+  size_t sent = 0;
+  for (uint64_t i = 0; i < 10; ++i) {
+    Status s = c.a_end.Send(Payload(seed, i, 10));
+    if (s.ok())
+      ++sent;
+    else
+      EXPECT_EQ(s.code(), StatusCode::kPeerClosed) << s.ToString();
+  }
+  EXPECT_GE(sent, 5u);  // The fifth is past b's cap.
+  // b drops a: its end sees peer_closed after the messages within the cap.
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto s = c.b_end.GetStatus();
+    return s.ok() && s->peer_closed;
+  }));
+  uint64_t received = 0;
+  for (;;) {
+    auto m = c.b_end.Receive(kWait);
+    if (!m.ok()) {
+      EXPECT_EQ(m.status().code(), StatusCode::kPeerClosed);
+      break;
+    }
+    EXPECT_EQ(m->bytes, Payload(seed, received, 10)) << received;
+    ++received;
+  }
+  EXPECT_LE(received, 4u);
+  auto stats = c.b->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->peers_dropped, 1u);
+  EXPECT_EQ(stats->peers_dropped_for_caps, 1u);
+  // b keeps working for what did not go through a.
+  ASSERT_TRUE(unaffected->first.Send("still here").ok());
+  EXPECT_EQ(ReceiveText(unaffected->second), "still here");
 }
 
 TEST(ApiQuota, ClosedPeerIsReportedBeforeQuota) {
