@@ -229,7 +229,7 @@ class TokenWait {
 
   // Takes the token if it may (inside a CoreUse). Once per call to Receive
   // and before each sleep; not again after the io thread reclaimed it.
-  void MaybeTake() REQUIRES(!state_->mu) {
+  void MaybeTake() {
     if (lease_ || gave_up_ || !TokenEnabled())
       return;
     channel::Process& process = *state_->core->process;
