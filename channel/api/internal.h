@@ -105,6 +105,34 @@ class CoreUse {
   bool forked_ = false;
 };
 
+// Credit (issue 8): the sizes of a pipe's unacknowledged messages, oldest
+// first, run-length encoded — a stream of equal sizes costs one entry, so a
+// long exchange far below the quota (nothing acknowledged) stays small.
+// Not thread-safe (PipeState::mu).
+class SizeRuns {
+ public:
+  size_t count() const { return count_; }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return count_ == 0; }
+  void PushBack(size_t size);
+  // Drops the oldest `n` (all if fewer).
+  void PopFront(size_t n);
+  // Drops the `n` smallest (all if fewer).
+  void PopSmallest(size_t n);
+  // Drops the newest entry of `size`; false if there is none.
+  bool EraseLast(size_t size);
+  void Clear();
+
+ private:
+  struct Run {
+    size_t size;
+    size_t count;
+  };
+  std::deque<Run> runs_;
+  size_t count_ = 0;
+  size_t bytes_ = 0;
+};
+
 struct PipeState : std::enable_shared_from_this<PipeState> {
   PipeState(std::shared_ptr<ProcessCore> c, ports::PortRef p)
       : core(std::move(c)), port(std::move(p)) {}
@@ -152,13 +180,17 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   }
 
   // Credit from the peer's announced receive caps (issue 8; pipe_send.cc
-  // says how these are used).
-  // Sends that reserved an entry in `unacked_sizes` and have not yet
-  // returned from the node: the node's count may not include them yet.
-  // Raised under `mu`, lowered without it (a stale high value only keeps
-  // more bytes counted).
+  // says how these are used). `unacked` replaces `unacked_sizes` and
+  // `unacked_bytes` above (kept unused only while this file is shared).
+  SizeRuns unacked GUARDED_BY(mu);
+  // Sends that reserved an entry in `unacked` and have not yet returned
+  // from the node (raised under `mu`, lowered without it).
   std::atomic<size_t> pending_sends{0};
-  // Two sends reserved concurrently: `unacked_sizes` may not be in sequence
+  // Sends the node took (bumped after SendUserMessage returned OK), and how
+  // many of them have been settled as acknowledged (see Settle).
+  std::atomic<uint64_t> completed_sends{0};
+  uint64_t settled_sends GUARDED_BY(mu) = 0;
+  // Two sends reserved concurrently: `unacked` may not be in sequence
   // order, so acknowledged entries are taken smallest first (the count can
   // then only overstate). Cleared when nothing is unacknowledged.
   bool sizes_unordered GUARDED_BY(mu) = false;
@@ -172,7 +204,6 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   // unread are not known here, until a message sent from here is
   // acknowledged (which acknowledges everything before it).
   bool backlog_unknown GUARDED_BY(mu) = false;
-  size_t sent_since_arrival GUARDED_BY(mu) = 0;
 
   // Consumer token (issue 8; pipe.cc says how these are used). A waiting
   // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref

@@ -12,12 +12,11 @@
 //
 // Counting: the node counts unacknowledged messages (sent, not yet read and
 // acknowledged); the PipeState keeps their sizes, oldest first, as the
-// serialised size the receiving queue counts (GetSizeIfSerialized).
-// Acknowledgements cover a prefix, so the node's count says how many of the
-// newest remain. An entry is reserved before the node assigns the message
-// its sequence number, so `pending_sends` keeps settling from dropping it
-// early; concurrent senders may reserve out of sequence order, and then
-// acknowledged entries go smallest first (the byte count can only overstate).
+// serialised size the receiving queue counts (GetSizeIfSerialized), and
+// drops as many as are known acknowledged (Settle). An entry is reserved
+// before the node assigns the message its sequence number; concurrent
+// senders may reserve out of sequence order, and then acknowledged entries
+// go smallest first (the byte count can only overstate).
 //
 // Acknowledgements are requested only when they matter: a round trip that
 // never comes near the quota sends no extra event. Once a send takes the
@@ -41,6 +40,7 @@
 #include <shmports/pipe.h>
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -52,6 +52,59 @@
 #include "core/ports/node.h"
 
 namespace shmports {
+namespace api_internal {
+
+void SizeRuns::PushBack(size_t size) {
+  if (!runs_.empty() && runs_.back().size == size)
+    ++runs_.back().count;
+  else
+    runs_.push_back({size, 1});
+  ++count_;
+  bytes_ += size;
+}
+
+void SizeRuns::PopFront(size_t n) {
+  while (n > 0 && !runs_.empty()) {
+    Run& run = runs_.front();
+    const size_t take = std::min(n, run.count);
+    run.count -= take;
+    count_ -= take;
+    bytes_ -= take * run.size;
+    n -= take;
+    if (run.count == 0)
+      runs_.pop_front();
+  }
+}
+
+void SizeRuns::PopSmallest(size_t n) {
+  // Order no longer matters once entries are taken smallest first.
+  std::sort(runs_.begin(), runs_.end(),
+            [](const Run& a, const Run& b) { return a.size < b.size; });
+  PopFront(n);
+}
+
+bool SizeRuns::EraseLast(size_t size) {
+  for (auto it = runs_.rbegin(); it != runs_.rend(); ++it) {
+    if (it->size != size)
+      continue;
+    --it->count;
+    --count_;
+    bytes_ -= size;
+    if (it->count == 0)
+      runs_.erase(std::next(it).base());
+    return true;
+  }
+  return false;
+}
+
+void SizeRuns::Clear() {
+  runs_.clear();
+  count_ = 0;
+  bytes_ = 0;
+}
+
+}  // namespace api_internal
+
 namespace {
 
 using api_internal::ClosedPipeError;
@@ -76,31 +129,30 @@ size_t ToSize(uint64_t v) {
              : static_cast<size_t>(v);
 }
 
-// Drops acknowledged entries: the node says `unacked` remain, plus those
-// reserved by sends still in the node.
-void Settle(PipeState& s, size_t unacked) REQUIRES(s.mu) {
-  const size_t keep = unacked + s.pending_sends.load(std::memory_order_acquire);
-  if (s.unacked_sizes.size() <= keep)
+// Drops acknowledged entries. `completed` is completed_sends read before
+// the node reported `unacked`: every send counted there had its sequence
+// number by then, so at least completed - unacked of our messages were
+// acknowledged (sends still in the node may be in `unacked` but not in
+// `completed`: that only lowers the figure). Acknowledgements never go
+// back, so dropping up to that many entries never drops an unacknowledged
+// one — with one sender it is exact.
+void Settle(PipeState& s, uint64_t completed, size_t unacked) REQUIRES(s.mu) {
+  if (completed <= unacked)
     return;
+  const uint64_t acked = completed - unacked;
+  if (acked <= s.settled_sends)
+    return;
+  const size_t n = static_cast<size_t>(acked - s.settled_sends);
+  s.settled_sends = acked;
   if (s.sizes_unordered)
-    std::sort(s.unacked_sizes.begin(), s.unacked_sizes.end());
-  while (s.unacked_sizes.size() > keep) {
-    s.unacked_bytes -= s.unacked_sizes.front();
-    s.unacked_sizes.pop_front();
-  }
-  if (s.unacked_sizes.empty())
+    s.unacked.PopSmallest(n);
+  else
+    s.unacked.PopFront(n);
+  if (s.unacked.empty())
     s.sizes_unordered = false;
-}
-
-// The arrived port's unknown backlog is gone once fewer messages are
-// unacknowledged than were sent from here (pending ones are not in the
-// node's count): a message sent from here was read, so was all before it.
-void SettleBacklog(PipeState& s, size_t unacked) REQUIRES(s.mu) {
-  if (s.backlog_unknown &&
-      unacked + s.pending_sends.load(std::memory_order_acquire) <
-          s.sent_since_arrival) {
-    s.backlog_unknown = false;
-  }
+  // A message sent from here was read, so was everything before it: an
+  // arrived port's unknown backlog is gone.
+  s.backlog_unknown = false;
 }
 
 // Refreshes the cached cap when the peer node changed.
@@ -172,13 +224,13 @@ struct CreditDecision {
 // Under s.mu: settles, checks the effective quota for a message of `size`
 // and reserves it, or refuses.
 CreditDecision CheckCredit(PipeState& s,
+                           uint64_t completed,
                            const ports::PortStatus& ps,
                            size_t size) REQUIRES(s.mu) {
   CreditDecision d;
   RefreshCap(s, ps);
   const size_t node_unacked = ps.unacknowledged_message_count;
-  Settle(s, node_unacked);
-  SettleBacklog(s, node_unacked);
+  Settle(s, completed, node_unacked);
   d.quota = Effective(s);
   if (!HasQuota(d.quota)) {
     if (s.ack_interval != 0) {
@@ -186,14 +238,13 @@ CreditDecision CheckCredit(PipeState& s,
       d.interval = 0;
       s.ack_interval = 0;
     }
-    s.unacked_sizes.clear();
-    s.unacked_bytes = 0;
+    s.unacked.Clear();
     s.sizes_unordered = false;
     return d;
   }
   const PipeQuota& q = d.quota;
-  d.count = s.unacked_sizes.size();
-  d.held = s.unacked_bytes;
+  d.count = s.unacked.count();
+  d.held = s.unacked.bytes();
   if (d.count > 0 && ((q.max_unacknowledged_messages != 0 &&
                        d.count >= q.max_unacknowledged_messages) ||
                       (q.max_unacknowledged_bytes != 0 &&
@@ -211,14 +262,11 @@ CreditDecision CheckCredit(PipeState& s,
   }
   if (s.pending_sends.load(std::memory_order_relaxed) > 0)
     s.sizes_unordered = true;
-  s.unacked_sizes.push_back(size);
-  s.unacked_bytes += size;
+  s.unacked.PushBack(size);
   s.pending_sends.fetch_add(1, std::memory_order_acq_rel);
-  if (s.backlog_unknown)
-    ++s.sent_since_arrival;
   d.reserved = true;
   const size_t after_count = node_unacked + 1;
-  if (AboveHalf(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+  if (AboveHalf(q, s.unacked.count(), s.unacked.bytes())) {
     // A request for a message sent by the time it leaves (this one at the
     // latest).
     const uint64_t want = std::max<uint64_t>(1, after_count / 2);
@@ -228,7 +276,7 @@ CreditDecision CheckCredit(PipeState& s,
       s.ack_interval = want;
     }
   } else if (s.ack_interval != 0 &&
-             BelowQuarter(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+             BelowQuarter(q, s.unacked.count(), s.unacked.bytes())) {
     d.set_interval = true;
     d.interval = 0;
     s.ack_interval = 0;
@@ -238,13 +286,7 @@ CreditDecision CheckCredit(PipeState& s,
 
 // Gives back a reservation of `size` whose send failed.
 void Unreserve(PipeState& s, size_t size) REQUIRES(s.mu) {
-  for (auto it = s.unacked_sizes.rbegin(); it != s.unacked_sizes.rend(); ++it) {
-    if (*it == size) {
-      s.unacked_bytes -= size;
-      s.unacked_sizes.erase(std::next(it).base());
-      break;
-    }
-  }
+  (void)s.unacked.EraseLast(size);
 }
 
 }  // namespace
@@ -346,6 +388,8 @@ Status Pipe::SendImpl(std::span<const uint8_t> bytes,
           return ClosedPipeError("send");
         seen = state->signals;
       }
+      const uint64_t completed =
+          state->completed_sends.load(std::memory_order_acquire);
       int rv = core->process->node().GetStatus(state->port, &ps);
       if (rv != ports::OK)
         return ports::ErrorToStatus(rv, "send");
@@ -354,7 +398,7 @@ Status Pipe::SendImpl(std::span<const uint8_t> bytes,
       CreditDecision d;
       {
         MutexLock lock(&state->mu);
-        d = CheckCredit(*state, ps, size);
+        d = CheckCredit(*state, completed, ps, size);
       }
       if (d.set_interval) {
         // Refused or not, the request goes out now: a refused sender's
@@ -373,9 +417,9 @@ Status Pipe::SendImpl(std::span<const uint8_t> bytes,
           if (rv != ports::OK) {
             MutexLock lock(&state->mu);
             Unreserve(*state, size);
-            if (state->sent_since_arrival > 0)
-              --state->sent_since_arrival;
           }
+          if (rv == ports::OK)
+            state->completed_sends.fetch_add(1, std::memory_order_acq_rel);
           state->pending_sends.fetch_sub(1, std::memory_order_acq_rel);
         }
         for (Pipe& p : pipes)
@@ -416,6 +460,8 @@ Status Pipe::SetQuota(const PipeQuota& quota) {
   if (!use.ok())
     return use.status().WithContext("set quota");
   ports::PortStatus ps;
+  const uint64_t completed =
+      state_->completed_sends.load(std::memory_order_acquire);
   int rv = state_->core->process->node().GetStatus(state_->port, &ps);
   if (rv != ports::OK)
     return ports::ErrorToStatus(rv, "set quota");
@@ -428,15 +474,14 @@ Status Pipe::SetQuota(const PipeQuota& quota) {
     PipeState& s = *state_;
     s.quota = quota;
     RefreshCap(s, ps);
-    Settle(s, ps.unacknowledged_message_count);
-    SettleBacklog(s, ps.unacknowledged_message_count);
+    Settle(s, completed, ps.unacknowledged_message_count);
     const PipeQuota q = Effective(s);
     const size_t unacked = ps.unacknowledged_message_count;
     if (!HasQuota(q)) {
       set_interval = s.ack_interval != 0;
       s.ack_interval = 0;
     } else if (unacked > 0 &&
-               !BelowQuarter(q, s.unacked_sizes.size(), s.unacked_bytes)) {
+               !BelowQuarter(q, s.unacked.count(), s.unacked.bytes())) {
       if (s.ack_interval == 0 || s.ack_interval > unacked) {
         set_interval = true;
         interval = unacked;
@@ -460,6 +505,8 @@ Result<PipeStatus> Pipe::GetStatus() const {
   if (!use.ok())
     return use.status().WithContext("status");
   ports::PortStatus s;
+  const uint64_t completed =
+      state_->completed_sends.load(std::memory_order_acquire);
   int rv = state_->core->process->node().GetStatus(state_->port, &s);
   if (rv != ports::OK)
     return ports::ErrorToStatus(rv, "status");
@@ -469,8 +516,8 @@ Result<PipeStatus> Pipe::GetStatus() const {
   out.queued_bytes = s.queued_num_bytes;
   out.unacknowledged_messages = s.unacknowledged_message_count;
   MutexLock lock(&state_->mu);
-  Settle(*state_, s.unacknowledged_message_count);
-  out.unacknowledged_bytes = state_->unacked_bytes;
+  Settle(*state_, completed, s.unacknowledged_message_count);
+  out.unacknowledged_bytes = state_->unacked.bytes();
   return out;
 }
 
