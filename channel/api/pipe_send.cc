@@ -470,8 +470,8 @@ Status Pipe::SetQuota(const PipeQuota& quota) {
   bool set_interval = false;
   uint64_t interval = 0;
   {
-    MutexLock lock(&state_->mu);
     PipeState& s = *state_;
+    MutexLock lock(&s.mu);
     s.quota = quota;
     RefreshCap(s, ps);
     Settle(s, completed, ps.unacknowledged_message_count);
