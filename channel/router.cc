@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "channel/frame_kinds.h"
@@ -666,8 +665,7 @@ void Router::RunReclaimTasks(const LinkPtr& link) {
   if (!TakeForIo(link))
     return;  // Another holder: it Posts again when it releases.
   if (!RunQueuedReclaims(link) && !link->dead) {
-    // Nothing queued (a shutdown's reclaim): serve the ring again; no new
-    // lease is granted on this link.
+    // Nothing left to run (a duplicate Post): serve the ring again.
     ReleaseFromIo(link);
     ServiceInbound(link);
   }
@@ -695,26 +693,6 @@ std::unique_ptr<Router::InboundLease> Router::TryTakeInbound(
     return nullptr;
   }
   return lease;
-}
-
-void Router::ReclaimAllInbound() {
-  std::vector<LinkPtr> links;
-  {
-    MutexLock lock(&links_mu_);
-    for (const auto& [name, link] : links_)
-      links.push_back(link);
-  }
-  for (const LinkPtr& link : links) {
-    link->reclaim.store(true);
-    std::atomic_ref<uint32_t>(link->reclaim_word).fetch_add(1);
-    shm::FutexWake(&link->reclaim_word, INT_MAX);
-  }
-  // Holders let go within one wake-up (they never block with the token
-  // except in their futex_waitv, which the reclaim word ends).
-  for (const LinkPtr& link : links) {
-    while (link->consumer.load() == kConsumerWaiter)
-      std::this_thread::yield();
-  }
 }
 
 Router::InboundLease::InboundLease(Router* router, LinkPtr link)

@@ -221,12 +221,10 @@ class Router : public ports::NodeDelegate {
   // The consumer token of the inbound ring from `peer` (invalid: the only
   // link, if there is exactly one), or nullptr (no such
   // link, the token is held, or the io thread reclaims the link). Not on the
-  // io thread. The lease must be released (destroyed) before the Router;
-  // ReclaimAllInbound makes holders let go.
+  // io thread. The lease must be released (destroyed) before the Router
+  // (the user API's Close waits for its waiters' leases, and ~Process
+  // closes every pipe first).
   std::unique_ptr<InboundLease> TryTakeInbound(const ports::NodeName& peer);
-  // Asks every lease-holder to release and waits until none holds a token.
-  // Before the io thread stops (~Process). Not on the io thread.
-  void ReclaimAllInbound();
 
  private:
   struct Link;

@@ -52,11 +52,11 @@ void PipeState::Notify() {
     ++signals;
     if (waiters > 0)
       cv.SignalAll();
-    WakeSleepers();
-    if (closed)
-      return;
-    cb = callback;
+    if (!closed)
+      cb = callback;
   }
+  // Outside `mu`: no lock across the FUTEX_WAKE on the hot path.
+  WakeSleepers();
   if (!cb)
     return;
   if (core->IsIoThread()) {

@@ -114,6 +114,25 @@ TEST_P(ConsumerTokenModes, WaiterDrainsItsOwnMessages) {
   EXPECT_GE(after.by_waiters - before.by_waiters, 1u);
 }
 
+// Past the ring's largest frame a message travels as fragments: the waiter
+// reassembles it as the io thread would (the sender's overflow queue moves
+// on as the waiter frees space).
+TEST_P(ConsumerTokenModes, WaiterReassemblesFragments) {
+  ConnectedProcesses c = Connect();
+  ASSERT_TRUE(c.a_end.Send("warm-up").ok());
+  ASSERT_EQ(Text(c.b_end.Receive(kWait)), "warm-up");
+  std::vector<uint8_t> large(600 * 1024);
+  for (size_t i = 0; i < large.size(); ++i)
+    large[i] = static_cast<uint8_t>(i * 7 + i / 4096);
+  IoThreadHold hold(ChannelProcessOf(c.b_end));
+  ASSERT_TRUE(c.a_end.Send(large).ok());
+  ASSERT_TRUE(c.a_end.Send("after").ok());
+  auto m = c.b_end.Receive(kWait, GetParam());
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->bytes == large) << m->bytes.size() << " bytes";
+  EXPECT_EQ(Text(c.b_end.Receive(kWait, GetParam())), "after");
+}
+
 // Messages for another port, drained by a waiter of this one, reach theirs.
 TEST_P(ConsumerTokenModes, OtherPortsMessagesDrainedByWaiterArrive) {
   ConnectedProcesses c = Connect();
