@@ -1029,6 +1029,35 @@ NodeStats Node::GetStats() {
   return stats;
 }
 
+std::string Node::DescribeNonReceivingPorts() {
+  static constexpr const char* kStateNames[] = {
+      "uninitialized", "receiving", "buffering", "proxying", "closed"};
+  std::string text;
+  MutexLock lock(&ports_lock_);
+  for (auto& [name, port] : ports_) {
+    PortRef ref(name, port);
+    SinglePortLocker locker(&ref);
+    Port* p = locker.port();
+    if (p->state == Port::kReceiving)
+      continue;
+    text += StrFormat(
+        "%s %s peer %s:%s prev %s:%s next_read %llu last_to_receive %llu "
+        "queued %zu buffered %zu%s%s%s\n",
+        name.ToString().c_str(), kStateNames[p->state],
+        p->peer_node_name.ToString().c_str(),
+        p->peer_port_name.ToString().c_str(),
+        p->prev_node_name.ToString().c_str(),
+        p->prev_port_name.ToString().c_str(),
+        static_cast<unsigned long long>(p->message_queue.next_sequence_num()),
+        static_cast<unsigned long long>(p->last_sequence_num_to_receive),
+        p->message_queue.queued_message_count(), p->buffered_event_count(),
+        p->remove_proxy_on_last_message ? " remove_on_last" : "",
+        p->peer_closed ? " peer_closed" : "",
+        p->peer_lost_unexpectedly ? " peer_lost" : "");
+  }
+  return text;
+}
+
 int Node::AddPortWithName(const PortName& port_name,
                           std::shared_ptr<Port> port) {
   MutexLock lock(&ports_lock_);

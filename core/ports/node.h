@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -254,6 +255,11 @@ class Node {
   int LostConnectionToNode(const NodeName& node);
 
   NodeStats GetStats();
+
+  // One line per port that is not receiving (proxies, zombies, uninitialized
+  // ports): name, state, peer, previous peer and the sequence numbers that
+  // decide when it goes. For tests and logs that must say what was left.
+  std::string DescribeNonReceivingPorts();
 
  private:
   struct PendingUpdatePreviousPeer {

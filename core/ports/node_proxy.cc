@@ -165,6 +165,15 @@ void Node::ConvertToProxy(Port* port,
 
   // Buffer until the new port exists (PortAccepted).
   port->state = Port::kBuffering;
+  if (port->peer_lost_unexpectedly) {
+    // The peer's node died: nothing knows where its stream ends, so it ends
+    // with what is here in order (a gap can never be filled now). Without a
+    // fixed end the descriptor would pass on a stale last number — the new
+    // port never reported peer_closed, and this proxy (and the new port's
+    // own, if it moved on) waited forever for messages that never come.
+    port->last_sequence_num_to_receive =
+        port->message_queue.LastContiguousSequenceNum();
+  }
   if (port->peer_closed)
     port->remove_proxy_on_last_message = true;
 
@@ -703,24 +712,30 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
     {
       SinglePortLocker locker(&port_ref);
       Port* port = locker.port();
-      // A peer on the lost node is DestroyAllPortsWithPeer's business (the
-      // lost "node" is this one when an awaited port never arrived).
-      if ((port->peer_node_name == node_name && node_name != name_) ||
-          port->peer_closed || port->state == Port::kClosed ||
+      // A live peer on the lost node was DestroyAllPortsWithPeer's business
+      // (it ran first, and a proxy it found is gone). A peer that had closed
+      // normally is not: its ObserveClosure named a last message that may
+      // still have been on its way through the lost hop — which is where
+      // everything for this port comes from — so that never comes either.
+      if (port->peer_lost_unexpectedly || port->state == Port::kClosed ||
           port->state == Port::kUninitialized) {
         return;
       }
+      uint64_t last = port->message_queue.LastContiguousSequenceNum();
+      bool already_closed = port->peer_closed;
       port->peer_closed = true;
       if (port->state == Port::kReceiving) {
         // Like a broken pipe: read what is in order, then peer closed.
         port->peer_lost_unexpectedly = true;
         notify = true;
+      } else if (already_closed && port->last_sequence_num_to_receive <= last) {
+        // Everything the closed peer sent is here: the usual removal.
+        try_remove_proxy = port->state == Port::kProxying;
       } else {
         // A proxy: nothing more will reach it. Tell the route ahead where
-        // its stream ends, then go. Messages it holds but has not forwarded
-        // yet (a port sent away unread, still buffering) are part of the
-        // stream.
-        uint64_t last = port->message_queue.LastContiguousSequenceNum();
+        // its stream ends, then go (a second closure lowers the end a first
+        // one named). Messages it holds but has not forwarded yet (a port
+        // sent away unread, still buffering) are part of the stream.
         port->remove_proxy_on_last_message = true;
         port->last_sequence_num_to_receive = last;
         closure_target = port->peer_node_name;

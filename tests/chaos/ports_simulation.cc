@@ -743,7 +743,9 @@ void Simulation::FinalPhase() {
         continue;
       }
       Fail(StrFormat("node %d after draining: %zu proxies, %zu zombies", i,
-                     stats.proxies, stats.zombies));
+                     stats.proxies, stats.zombies) +
+           (options_.trace ? "\n" + network_.node(i).DescribeNonReceivingPorts()
+                           : std::string()));
     }
   }
   if (options_.leak_one_port && !live_.empty())
