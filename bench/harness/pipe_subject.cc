@@ -4,7 +4,6 @@
 #include <shmports/invitation.h>
 #include <shmports/pipe.h>
 #include <shmports/process.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,8 +25,6 @@ constexpr char kPipeName[] = "bench";
 constexpr std::chrono::microseconds kBusySlice{50};
 // Longest single sleeping Receive; a stuck trial is the watchdog's.
 constexpr std::chrono::seconds kSleepSlice{1};
-// Credit retries that only yield before the sender sleeps between tries.
-constexpr int kYieldRetries = 64;
 // Most messages a --pipe-window quota allows: half the receive cap a
 // Process announces by default (ProcessOptions::max_queued_messages_per_pipe,
 // 65536), so a small-message window cannot make the sender a violator.
@@ -88,22 +85,18 @@ class PipeTransport {
   Status Send(size_t size, Fill&& fill) {
     buffer_.resize(size);
     fill(std::span<uint8_t>(buffer_.data(), size));
-    for (int tries = 0;; ++tries) {
-      Status s = pipe_.Send(std::span<const uint8_t>(buffer_.data(), size));
-      if (s.ok())
-        return s;
-      if (s.code() != StatusCode::kResourceExhausted)
-        return std::move(s).WithContext("pipe send");
-      // Out of credit: the reader has not caught up. Wait and retry; the
-      // message was not sent.
+    const std::span<const uint8_t> bytes(buffer_.data(), size);
+    Status s = pipe_.Send(bytes);
+    while (s.code() == StatusCode::kResourceExhausted) {
+      // Out of credit: the reader has not caught up and nothing was sent.
+      // Wait for it in the waiting Send (woken as acknowledgements bring
+      // credit back); a stuck trial is the watchdog's.
       ++credit_waits_;
-      if (tries < kYieldRetries) {
-        sched_yield();
-      } else {
-        struct timespec ts = {0, 20 * 1000};
-        nanosleep(&ts, nullptr);
-      }
+      s = pipe_.Send(bytes, {}, std::chrono::nanoseconds(kSleepSlice));
     }
+    if (s.ok())
+      return s;
+    return std::move(s).WithContext("pipe send");
   }
 
   template <typename Consume>

@@ -18,8 +18,9 @@
 // One way, the sender uses the library's default credit unless
 // --pipe-window sets a quota (Pipe::SetQuota: bytes of unread messages /
 // message size, 2 to 32768 messages, under the receiver's default cap);
-// a Send answered kResourceExhausted is retried (yielding, then sleeping
-// 20 us between tries), never dropped, and counted (`credit_waits`). The
+// a Send answered kResourceExhausted is retried with the waiting Send
+// (Send(bytes, {}, timeout): it sleeps until acknowledgements bring credit
+// back), never dropped, and counted (`credit_waits`). The
 // receiver checks every body and every sequence number (the harness core).
 //
 // The busy-poll waiter never spins longer than kBusySlice in one Receive
