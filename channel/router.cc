@@ -671,8 +671,8 @@ void Router::RunReclaimTasks(const LinkPtr& link) {
   }
 }
 
-std::unique_ptr<Router::InboundLease> Router::TryTakeInbound(
-    const ports::NodeName& peer) {
+bool Router::TryTakeInbound(const ports::NodeName& peer,
+                            std::optional<InboundLease>* lease) {
   LinkPtr link;
   if (peer.is_valid()) {
     link = FindLink(peer);
@@ -682,17 +682,18 @@ std::unique_ptr<Router::InboundLease> Router::TryTakeInbound(
       link = links_.begin()->second;
   }
   if (!link || link->reclaim.load())
-    return nullptr;
+    return false;
   uint32_t expected = kConsumerFree;
   if (!link->consumer.compare_exchange_strong(expected, kConsumerWaiter))
-    return nullptr;
-  auto lease = std::make_unique<InboundLease>(this, link);
-  if (link->reclaim.load()) {
+    return false;
+  lease->emplace(this, std::move(link));
+  if ((*lease)->reclaim_requested()) {
     // Asked for meanwhile: give it straight back.
-    lease->ReleaseWithoutDrain();
-    return nullptr;
+    (*lease)->ReleaseWithoutDrain();
+    lease->reset();
+    return false;
   }
-  return lease;
+  return true;
 }
 
 Router::InboundLease::InboundLease(Router* router, LinkPtr link)

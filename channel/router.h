@@ -106,6 +106,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -219,12 +220,14 @@ class Router : public ports::NodeDelegate {
   // ---- Consumer token (see above). ----
   class InboundLease;
   // The consumer token of the inbound ring from `peer` (invalid: the only
-  // link, if there is exactly one), or nullptr (no such
+  // link, if there is exactly one), or false (no such
   // link, the token is held, or the io thread reclaims the link). Not on the
   // io thread. The lease must be released (destroyed) before the Router
   // (the user API's Close waits for its waiters' leases, and ~Process
   // closes every pipe first).
-  std::unique_ptr<InboundLease> TryTakeInbound(const ports::NodeName& peer);
+  // Constructs the lease in `*lease` (no allocation on the hot path).
+  bool TryTakeInbound(const ports::NodeName& peer,
+                      std::optional<InboundLease>* lease);
 
  private:
   struct Link;

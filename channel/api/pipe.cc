@@ -32,6 +32,7 @@
 #include <climits>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "channel/api/internal.h"
@@ -244,8 +245,7 @@ class TokenWait {
         return;
       ++state_->lease_holders;
     }
-    lease_ = process.router().TryTakeInbound(PeerNodeOf(status));
-    if (!lease_) {
+    if (!process.router().TryTakeInbound(PeerNodeOf(status), &lease_)) {
       // Held by the io thread or another waiter: they deliver.
       gave_up_ = true;
       Unregister();
@@ -312,7 +312,7 @@ class TokenWait {
   }
 
   PipeState* const state_;
-  std::unique_ptr<channel::Router::InboundLease> lease_;
+  std::optional<channel::Router::InboundLease> lease_;
   bool gave_up_ = false;
 };
 
