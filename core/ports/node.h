@@ -406,8 +406,14 @@ class Node {
   // peer node → ports it sent us that are not read yet.
   std::unordered_map<NodeName, size_t> unread_ports_by_peer_
       GUARDED_BY(ports_lock_);
-  // Nodes LostConnectionToNode was called for (one name per lost peer for
-  // the node's life: names are never reused).
+  // Nodes LostConnectionToNode was called for. Kept for the node's life:
+  // a port may name a lost node at any later time (carried unread in a
+  // message, or in an UpdatePreviousPeer), and forgetting the loss would
+  // leave that route waiting forever. It only grows through the embedder's
+  // own calls — one per link that died, never from a name a peer sent — so
+  // a node that loses N peers in its life holds N entries (about 50 bytes
+  // each: a broker that outlives a million children keeps ~50 MB, which is
+  // the price of never hanging a route; names are never reused).
   std::unordered_set<NodeName> lost_nodes_ GUARDED_BY(ports_lock_);
   std::vector<NodeName> lost_peers_to_flush_ GUARDED_BY(ports_lock_);
   std::vector<std::pair<PortRef, NodeName>> lost_prevs_to_flush_

@@ -49,8 +49,8 @@ std::string ReplayCommand(uint64_t seed, const SimulationOptions& options) {
     env += StrFormat("SHMPORTS_SIM_NODES=%d ", options.num_nodes);
   if (!options.ack_requests)
     env += "SHMPORTS_SIM_ACKS=0 ";
-  if (options.strict_lost_node)
-    env += "SHMPORTS_SIM_STRICT=1 ";
+  if (!options.strict_lost_node)
+    env += "SHMPORTS_SIM_STRICT=0 ";
   std::string note;
   if (options.fault != FaultKind::kNone || !options.allow_close) {
     note =
@@ -136,8 +136,7 @@ TEST(PortsSimulationTest, SeedRange) {
   }
   printf(
       "seeds %llu..%llu: %llu messages, %llu ports moved, %llu merges, %llu "
-      "removals, %llu events; %llu lost-node leftovers tolerated "
-      "(SHMPORTS_SIM_STRICT=1 fails on them)\n",
+      "removals, %llu events; %llu lost-node leftovers tolerated\n",
       static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(end - 1),
       static_cast<unsigned long long>(total.messages_sent),
@@ -149,9 +148,29 @@ TEST(PortsSimulationTest, SeedRange) {
 }
 
 // Fresh seeds each run widen the search over time; a failure names its seed.
+//
+// Without the strict lost-node checks: a residue of seeds still fails them
+// (about 1 in 2000 of the 2000-op seeds, 1 in 9000 of the 40-op 3-node
+// ones), so random seeds would make the test flaky. Every fixed seed range
+// runs strict. The residue (DISABLED_Explore with SHMPORTS_SIM_FIRST/LAST
+// lists it):
+//  - a proxy between the two ends of a half-broken route stays while both
+//    ends are open (each saw peer_closed: one end's peer and the other's
+//    previous peer were on the lost node): its ObserveProxy went toward the
+//    lost node and no ack can come. It goes once an end closes. 40 ops, 3
+//    nodes: 10938 (traced); 25996, 28400, 41514, 49230, 51305, 67768,
+//    80897, 95441, 97034 end the same way (gone at quiescence).
+//  - a proxy stays for good: it was sent on just before the dead-proxy
+//    broadcast of its peer's node arrived, so the broadcast missed it, and
+//    its successor (on the node of the dead proxy, whose peer it names) was
+//    closed without any closure reaching the proxy. 2000 ops: 5305
+//    (traced); 5892 and 6717 also keep proxies at quiescence.
+//  - an end never sees peer_closed after reading everything in order:
+//    7617 (2000 ops), 32331 (40 ops, 3 nodes).
 TEST(PortsSimulationTest, FreshSeeds) {
   QuietLogs quiet;
   SimulationOptions options;
+  options.strict_lost_node = false;
   for (int i = 0; i < 10; ++i) {
     uint64_t seed = RandomU64();
     SimulationResult result = RunSimulation(seed, options);
@@ -169,7 +188,7 @@ TEST(PortsSimulationTest, ReplaySeed) {
   options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
   options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
   options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 1) != 0;
-  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
+  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 1) != 0;
   const char* trace = getenv("SHMPORTS_SIM_TRACE");
   options.trace = trace != nullptr && *trace == '1';
   SimulationResult result = RunSimulation(seed, options);
@@ -188,7 +207,7 @@ TEST(PortsSimulationTest, DISABLED_Explore) {
   options.max_removals = static_cast<int>(EnvU64("SHMPORTS_SIM_REMOVALS", 1));
   options.num_nodes = static_cast<int>(EnvU64("SHMPORTS_SIM_NODES", 0));
   options.ack_requests = EnvU64("SHMPORTS_SIM_ACKS", 1) != 0;
-  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 0) != 0;
+  options.strict_lost_node = EnvU64("SHMPORTS_SIM_STRICT", 1) != 0;
   uint64_t failed = 0;
   uint64_t first = EnvU64("SHMPORTS_SIM_FIRST", 1);
   uint64_t last = EnvU64("SHMPORTS_SIM_LAST", 2000);
@@ -206,12 +225,9 @@ TEST(PortsSimulationTest, DISABLED_Explore) {
          static_cast<unsigned long long>(last - first + 1));
 }
 
-// Every lost-node check on (SHMPORTS_SIM_STRICT=1) for short runs on three
-// nodes, where node loss hits routes in every state: no proxy or zombie is
-// left and every end whose peer was lost sees peer_closed. (The default
-// 2000-op runs are not strict yet: about 0.8% of those seeds still leave a
-// proxy or miss a peer_closed after a node loss; see the report in
-// DISABLED_Explore with SHMPORTS_SIM_STRICT=1.)
+// Every lost-node check on for short runs on three nodes, where node loss
+// hits routes in every state: no proxy or zombie is left and every end whose
+// peer was lost sees peer_closed.
 TEST(PortsSimulationTest, StrictSeedRangeOfShortRuns) {
   QuietLogs quiet;
   SimulationOptions options;
@@ -655,6 +671,159 @@ TEST(PortsSimulationTest, MergeRacingThePeerNodesLossClosesTheRoute) {
   EXPECT_EQ(net.node(kA).GetStats().ports, 0u);
   EXPECT_EQ(net.node(kB).GetStats().ports, 0u);
   EXPECT_TRUE(net.failures().empty());
+}
+
+// Makes a pair spanning nodes a and b: *on_a on a, *on_b on b.
+void Span(SimNetwork* net, int a, int b, PortRef* on_a, PortRef* on_b) {
+  ASSERT_EQ(net->node(a).CreateUninitializedPort(on_a), OK);
+  ASSERT_EQ(net->node(b).CreateUninitializedPort(on_b), OK);
+  ASSERT_EQ(net->node(a).InitializePort(*on_a, net->name(b), on_b->name(),
+                                        net->name(b), on_b->name()),
+            OK);
+  ASSERT_EQ(net->node(b).InitializePort(*on_b, net->name(a), on_a->name(),
+                                        net->name(a), on_a->name()),
+            OK);
+}
+
+// Sends `port` from `node` inside a message on `carrier`; once delivered,
+// the receiving node reads it from `carrier_peer` and *moved is the port.
+void Carry(SimNetwork* net,
+           int node,
+           const PortRef& carrier,
+           const PortRef& port) {
+  auto message = TextMessage("carry", 1);
+  message->ports()[0] = port.name();
+  ASSERT_EQ(net->node(node).SendUserMessage(carrier, std::move(message)), OK);
+}
+
+void TakeCarried(SimNetwork* net,
+                 int node,
+                 const PortRef& carrier_peer,
+                 PortRef* moved) {
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(net->node(node).GetMessage(carrier_peer, &message, nullptr), OK);
+  ASSERT_TRUE(message);
+  ASSERT_EQ(message->num_ports(), 1u);
+  ASSERT_EQ(net->node(node).GetPort(message->ports()[0], moved), OK);
+}
+
+// Reads `port` until it has nothing or fails; *rv is the last answer.
+std::vector<std::string> ReadAll(Node& node, const PortRef& port, int* rv) {
+  std::vector<std::string> read;
+  std::unique_ptr<UserMessageEvent> message;
+  for (int i = 0; i < 16; ++i) {
+    *rv = node.GetMessage(port, &message, nullptr);
+    if (*rv != OK || !message)
+      break;
+    read.emplace_back(message->message().AsStringView());
+  }
+  return read;
+}
+
+// Found by seeds 22 and 151 (SHMPORTS_SIM_STRICT=1, 2000 ops), and 1659 and
+// 1972 (an end that never saw peer_closed). s on S loses its peer's node L
+// with "2" and "3" unread, and is then sent to C, and from there back to S.
+// A port whose peer died has no last number (nothing says where the stream
+// ends), and the descriptor passed on the stale 0: the new port took
+// messages forever and never reported peer_closed, and the proxy it left on
+// C (told to go after message 0, already past) stayed. Now the stream ends
+// with what the port holds in order when it is sent on.
+TEST(PortsSimulationTest, PortWhosePeerNodeDiedEndsItsStreamWhenSentOn) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(3, &rng);
+  const int kS = 0, kL = 1, kC = 2;
+  PortRef p, s, cs, cc;
+  Span(&net, kL, kS, &p, &s);
+  Span(&net, kS, kC, &cs, &cc);
+  for (const char* text : {"1", "2", "3"})
+    ASSERT_EQ(net.node(kL).SendUserMessage(p, TextMessage(text)), OK);
+  net.DrainAll();
+  int rv = OK;
+  std::unique_ptr<UserMessageEvent> message;
+  ASSERT_EQ(net.node(kS).GetMessage(s, &message, nullptr), OK);
+  ASSERT_TRUE(message);
+  net.RemoveNode(kL);
+  net.DrainAll();  // S and C: LostConnectionToNode(L).
+
+  Carry(&net, kS, cs, s);
+  net.DrainAll();
+  PortRef on_c;
+  TakeCarried(&net, kC, cc, &on_c);
+  Carry(&net, kC, cc, on_c);
+  net.DrainAll();
+  PortRef back;
+  TakeCarried(&net, kS, cs, &back);
+  EXPECT_EQ(ReadAll(net.node(kS), back, &rv),
+            (std::vector<std::string>{"2", "3"}));
+  EXPECT_EQ(rv, ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(net.node(kS).GetStats().proxies, 0u);
+  EXPECT_EQ(net.node(kC).GetStats().proxies, 0u)
+      << net.node(kC).DescribeNonReceivingPorts();
+
+  EXPECT_EQ(net.node(kS).ClosePort(back), OK);
+  EXPECT_EQ(net.node(kS).ClosePort(cs), OK);
+  EXPECT_EQ(net.node(kC).ClosePort(cc), OK);
+  net.DrainAll();
+  EXPECT_EQ(net.node(kS).GetStats().ports, 0u);
+  EXPECT_EQ(net.node(kC).GetStats().ports, 0u);
+  EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
+}
+
+// Found by seeds 1724, 1899 and 1907 (SHMPORTS_SIM_STRICT=1, 2000 ops) and
+// 5807, 7029 and 8645 (40 ops on 3 nodes). b on L holds its closed peer's
+// messages ("the stream ends at 2") when it is sent to C; L dies before the
+// proxy it left there forwarded them. The new port's previous peer is on the
+// lost node, but its peer had closed normally, so the loss handling skipped
+// it: it waited forever for messages 1 and 2 (and, when sent on, so did its
+// proxy). Losing the only hop the messages could come through ends the
+// stream with what is here, closed or not.
+TEST(PortsSimulationTest, ClosedPeersStreamEndsWhenItsOnlyHopIsLost) {
+  QuietLogs quiet;
+  SimRandom rng(1);
+  SimNetwork net(3, &rng);
+  const int kL = 1, kC = 2;
+  PortRef a, b, cl, cc;
+  ASSERT_EQ(net.node(kL).CreatePortPair(&a, &b), OK);
+  Span(&net, kL, kC, &cl, &cc);
+  ASSERT_EQ(net.node(kL).SendUserMessage(a, TextMessage("1")), OK);
+  ASSERT_EQ(net.node(kL).SendUserMessage(a, TextMessage("2")), OK);
+  ASSERT_EQ(net.node(kL).ClosePort(a), OK);
+  while (net.DeliverFrom(kL, kL)) {
+  }
+  Carry(&net, kL, cl, b);
+  ASSERT_TRUE(net.DeliverFrom(kL, kC));  // C adopts b; its PortAccepted...
+  net.RemoveNode(kL);                    // ...never reaches L.
+  net.DrainAll();
+
+  PortRef moved;
+  TakeCarried(&net, kC, cc, &moved);
+  int rv = OK;
+  EXPECT_TRUE(ReadAll(net.node(kC), moved, &rv).empty());
+  EXPECT_EQ(rv, ERROR_PORT_PEER_CLOSED);
+  EXPECT_EQ(net.node(kC).ClosePort(moved), OK);
+  EXPECT_EQ(net.node(kC).ClosePort(cc), OK);
+  net.DrainAll();
+  EXPECT_EQ(net.node(kC).GetStats().ports, 0u)
+      << net.node(kC).DescribeNonReceivingPorts();
+  EXPECT_TRUE(net.failures().empty()) << net.failures()[0];
+}
+
+// The seeds above in their own configurations, every lost-node check on.
+TEST(PortsSimulationTest, StrictChecksAfterNodeLossLongRuns) {
+  QuietLogs quiet;
+  SimulationOptions options;
+  options.strict_lost_node = true;
+  for (uint64_t seed : {22, 151, 431, 1659, 1724, 1899, 1907, 1972}) {
+    SimulationResult result = RunSimulation(seed, options);
+    EXPECT_TRUE(result.failures.empty()) << Report(seed, result, options);
+  }
+  options.num_ops = 40;
+  options.num_nodes = 3;
+  for (uint64_t seed : {5807, 7029, 8645}) {
+    SimulationResult result = RunSimulation(seed, options);
+    EXPECT_TRUE(result.failures.empty()) << Report(seed, result, options);
+  }
 }
 
 // Seeds that left zombies on a survivor with every lost-node check on
