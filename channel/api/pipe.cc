@@ -196,17 +196,6 @@ Result<PipeMessage> Pipe::Receive(std::chrono::nanoseconds timeout,
 
 namespace {
 
-// The node a port's messages come from: PortStatus::peer_node_name where the
-// ports layer provides it; otherwise invalid, and Router::TryTakeInbound
-// then takes the only link, if there is exactly one.
-template <typename PortStatusT>
-ports::NodeName PeerNodeOf(const PortStatusT& status) {
-  if constexpr (requires { status.peer_node_name; })
-    return status.peer_node_name;
-  else
-    return ports::NodeName();
-}
-
 // SHMPORTS_CONSUMER_TOKEN=0 in the environment turns the token off (waiters
 // then always wait for the io thread): for measuring it against the io
 // thread's hop in one build, and for ruling it out when chasing a bug.
@@ -245,7 +234,8 @@ class TokenWait {
         return;
       ++state_->lease_holders;
     }
-    if (!process.router().TryTakeInbound(PeerNodeOf(status), &lease_)) {
+    // The ring this port's messages arrive on: its peer's node's.
+    if (!process.router().TryTakeInbound(status.peer_node_name, &lease_)) {
       // Held by the io thread or another waiter: they deliver.
       gave_up_ = true;
       Unregister();

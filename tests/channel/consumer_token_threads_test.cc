@@ -188,6 +188,47 @@ TEST_P(ConsumerTokenModes, IoThreadResumesAfterWaiterTimesOut) {
   }
 }
 
+// A violation found by the waiter is handed to the io thread, which drops
+// the peer exactly as if it had found it: the waiter delivers nothing past
+// it, and the drop happens only once the io thread runs.
+TEST_P(ConsumerTokenModes, ViolationFoundByWaiterDropsPeerOnIoThread) {
+  ProcessOptions b_options;
+  b_options.max_queued_messages_per_pipe = 4;
+  auto connected = testing::ConnectProcessesForTesting({}, b_options);
+  ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+  ConnectedProcesses c = std::move(*connected);
+  testing::IgnorePeerReceiveCapsForTesting(*c.a, true);
+  {
+    IoThreadHold hold(ChannelProcessOf(c.b_end));
+    // The fifth is past b's cap: a protocol violation.
+    for (int i = 0; i < 8; ++i)
+      ASSERT_TRUE(c.a_end.Send(std::to_string(i)).ok());
+    EXPECT_EQ(Text(c.b_end.Receive(kWait, GetParam())), "0");
+    // Found, not yet acted on: the io thread is held.
+    auto status = c.b_end.GetStatus();
+    ASSERT_TRUE(status.ok());
+    EXPECT_FALSE(status->peer_closed);
+    EXPECT_EQ(c.b->GetStats()->peers_dropped, 0u);
+  }
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto s = c.b_end.GetStatus();
+    return s.ok() && s->peer_closed;
+  }));
+  int received = 1;
+  for (;;) {
+    auto m = c.b_end.Receive(kWait, GetParam());
+    if (!m.ok()) {
+      EXPECT_EQ(m.status().code(), StatusCode::kPeerClosed)
+          << m.status().ToString();
+      break;
+    }
+    EXPECT_EQ(Text(m), std::to_string(received));
+    ++received;
+  }
+  EXPECT_LE(received, 4);
+  EXPECT_EQ(c.b->GetStats()->peers_dropped, 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllModes,
                          ConsumerTokenModes,
                          ::testing::Values(WaitMode::kBlocking,
