@@ -64,6 +64,24 @@ uint64_t MessageQueue::LastContiguousSequenceNum() const {
   return last;
 }
 
+void MessageQueue::TakeMessagesAfter(
+    uint64_t last,
+    std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
+  auto beyond =
+      std::partition(heap_.begin(), heap_.end(),
+                     [last](const std::unique_ptr<UserMessageEvent>& message) {
+                       return message->sequence_num() <= last;
+                     });
+  if (beyond == heap_.end())
+    return;
+  for (auto it = beyond; it != heap_.end(); ++it) {
+    total_queued_bytes_ -= (*it)->GetSizeIfSerialized();
+    messages->push_back(std::move(*it));
+  }
+  heap_.erase(beyond, heap_.end());
+  std::make_heap(heap_.begin(), heap_.end(), LaterMessage);
+}
+
 void MessageQueue::TakeAllMessages(
     std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
   for (auto& message : heap_)

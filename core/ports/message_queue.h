@@ -56,6 +56,13 @@ class MessageQueue {
   void AcceptMessage(std::unique_ptr<UserMessageEvent> message,
                      bool* has_next_message);
 
+  // Moves the queued messages numbered above `last` (in any order) into
+  // *messages: the node-loss path, for messages beyond a gap that can no
+  // longer be filled.
+  void TakeMessagesAfter(
+      uint64_t last,
+      std::vector<std::unique_ptr<UserMessageEvent>>* messages);
+
   // Moves every queued message (in any order) into *messages.
   void TakeAllMessages(
       std::vector<std::unique_ptr<UserMessageEvent>>* messages);

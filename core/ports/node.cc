@@ -456,15 +456,36 @@ AcceptResult Node::AcceptEventInternal(const NodeName& from_node,
     return fast_result;
   }
   {
-    SinglePortLocker locker(&port_ref);
-    Port* port = locker.port();
-    if (!port->IsNextEvent(from_node, *event)) {
-      // Early, or from a sender that is not (yet) our previous peer: keep it
-      // until its turn.
-      if (!port->BufferEvent(from_node, std::move(event),
-                             options_.limits.max_buffered_events_per_port)) {
-        return AcceptResult::Violation(
-            "too many early events buffered (per port or per peer)");
+    NodeName prev_node;
+    {
+      SinglePortLocker locker(&port_ref);
+      Port* port = locker.port();
+      if (!port->IsNextEvent(from_node, *event)) {
+        // Early, or from a sender that is not (yet) our previous peer: keep
+        // it until its turn.
+        bool starts_stream =
+            event->control_sequence_num() == kInitialSequenceNum &&
+            (from_node != port->prev_node_name ||
+             event->from_port() != port->prev_port_name);
+        if (!port->BufferEvent(from_node, std::move(event),
+                               options_.limits.max_buffered_events_per_port)) {
+          return AcceptResult::Violation(
+              "too many early events buffered (per port or per peer)");
+        }
+        if (!starts_stream)
+          return AcceptResult::Ok();
+        prev_node = port->prev_node_name;
+      }
+    }
+    if (prev_node.is_valid()) {
+      // A new sender's stream starts while the previous peer's node is
+      // already lost: the UpdatePreviousPeer naming it died there, and the
+      // loss handling (which adopts such a stream) has run. Let it adopt
+      // this one too (OnPreviousPeerLost, at the end of this call).
+      MutexLock lock(&ports_lock_);
+      if (lost_nodes_.count(prev_node) != 0) {
+        lost_prevs_to_flush_.emplace_back(port_ref, prev_node);
+        lost_flush_pending_.store(true, std::memory_order_release);
       }
       return AcceptResult::Ok();
     }
@@ -521,7 +542,7 @@ bool Node::MaybeAcceptPlainMessage(const NodeName& from_node,
     Port* port = locker.port();
     // A refused message goes the general way, which adopts nothing here but
     // keeps the control stream's step in one place.
-    if (port->state != Port::kReceiving ||
+    if (port->state != Port::kReceiving || port->peer_lost_unexpectedly ||
         !port->IsNextEvent(from_node, *message) ||
         CheckUserSequenceNum(port, message->sequence_num(),
                              options_.limits.sequence_window) != nullptr ||
@@ -638,7 +659,13 @@ AcceptResult Node::OnUserMessage(const PortRef& port_ref,
                                   options_.limits);
       }
     }
-    if (CanAcceptMoreMessages(port) && !violation) {
+    // A broken pipe reads what is in order, then peer_closed: a message
+    // beyond a gap that can no longer be filled would never be read, and
+    // would hold the ports it carries until this port closes.
+    bool beyond_gap = port->peer_lost_unexpectedly &&
+                      message->sequence_num() !=
+                          port->message_queue.LastContiguousSequenceNum() + 1;
+    if (CanAcceptMoreMessages(port) && !violation && !beyond_gap) {
       message_accepted = true;
       port->message_queue.AcceptMessage(std::move(message), &has_next_message);
       if (port->state == Port::kBuffering) {

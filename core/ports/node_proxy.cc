@@ -709,6 +709,7 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
     NodeName closure_target;
     bool notify = false;
     bool try_remove_proxy = false;
+    std::vector<std::unique_ptr<UserMessageEvent>> unreadable;
     {
       SinglePortLocker locker(&port_ref);
       Port* port = locker.port();
@@ -726,7 +727,10 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
       port->peer_closed = true;
       if (port->state == Port::kReceiving) {
         // Like a broken pipe: read what is in order, then peer closed.
+        // Messages beyond the gap can never be read: their ports are closed
+        // now rather than when this port closes, so their routes hear of it.
         port->peer_lost_unexpectedly = true;
+        port->message_queue.TakeMessagesAfter(last, &unreadable);
         notify = true;
       } else if (already_closed && port->last_sequence_num_to_receive <= last) {
         // Everything the closed peer sent is here: the usual removal.
@@ -755,6 +759,7 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
     }
     if (try_remove_proxy)
       TryRemoveProxy(port_ref);
+    ClosePortsInMessages(unreadable);
     if (notify)
       delegate_->PortStatusChanged(port_ref);
   }
