@@ -163,7 +163,11 @@ void ProcessCore::Shutdown() {
   Status flushed = process->Shutdown();
   if (!flushed.ok())
     SHMPORTS_LOG(kWarning, "process shutdown: %s", flushed.ToString().c_str());
-  process.reset();
+  // Not reset(): that nulls the pointer before the destructor joins the io
+  // thread, whose last PortStatusChanged (OnPortStatusChanged) still reads
+  // it. Nothing else reads it once `alive` is false.
+  delete process.get();
+  (void)process.release();
 }
 
 }  // namespace api_internal
