@@ -204,6 +204,9 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   // unread are not known here, until a message sent from here is
   // acknowledged (which acknowledges everything before it).
   bool backlog_unknown GUARDED_BY(mu) = false;
+  // A send went out with no quota at all (nothing recorded): once one
+  // applies again, what those left unread is unknown as for an arrival.
+  bool untracked_sends GUARDED_BY(mu) = false;
 
   // Consumer token (issue 8; pipe.cc says how these are used). A waiting
   // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref

@@ -36,7 +36,14 @@
 // the peer's caps count at half: the previous holder's unread messages and
 // ours stay within the caps as long as it left at most half of them unread.
 // This is the conservative bound this layer can give; an exact one needs the
-// acknowledged position in the port descriptor.
+// acknowledged position in the port descriptor. The same holds when a quota
+// applies again after sends that had none (nothing was recorded for them).
+//
+// Known gap: while the other end is in transit (this port's peer is still
+// the proxy it left on this node), PortStatus names this node as the peer,
+// so no cap applies to what is sent in that window, although it ends up in
+// the destination's queue; afterwards it counts as an unknown backlog as
+// above. Closing it needs the ports layer to say where the route leads.
 #include <shmports/pipe.h>
 
 #include <algorithm>
@@ -231,6 +238,11 @@ CreditDecision CheckCredit(PipeState& s,
   RefreshCap(s, ps);
   const size_t node_unacked = ps.unacknowledged_message_count;
   Settle(s, completed, node_unacked);
+  if (s.untracked_sends && HasQuota(Effective(s))) {
+    s.untracked_sends = false;
+    if (node_unacked > 0)
+      s.backlog_unknown = true;
+  }
   d.quota = Effective(s);
   if (!HasQuota(d.quota)) {
     if (s.ack_interval != 0) {
@@ -238,8 +250,11 @@ CreditDecision CheckCredit(PipeState& s,
       d.interval = 0;
       s.ack_interval = 0;
     }
+    // Their acknowledgements must not settle entries recorded later.
+    s.settled_sends += s.unacked.count();
     s.unacked.Clear();
     s.sizes_unordered = false;
+    s.untracked_sends = true;
     return d;
   }
   const PipeQuota& q = d.quota;

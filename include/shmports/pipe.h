@@ -77,9 +77,12 @@ struct PipeStatus {
 // processes connected; ProcessOptions sets ours). It enforces them: a sender
 // past them is cut off as violating, so Send never exceeds them, with or
 // without SetQuota. A quota set with SetQuota applies as the lower of the
-// two, per field. Caveat: a pipe that arrived inside a message does not know
-// what its previous holder left unread; until a message sent from here is
-// acknowledged it counts the other process's caps at half.
+// two, per field. Caveats: a pipe that arrived inside a message does not
+// know what its previous holder left unread; until a message sent from here
+// is acknowledged it counts the other process's caps at half. While the
+// other end is travelling to another process (just sent inside a message),
+// no cap is known yet: a sender that sends a lot in that window may exceed
+// the destination's caps (set a quota with SetQuota to bound it).
 //
 // Acknowledgements cost events, so they are requested only once the
 // unacknowledged messages or bytes pass half the quota (every half of the
