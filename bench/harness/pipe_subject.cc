@@ -126,6 +126,8 @@ class PipeTransport {
         out.emplace_back("send_rejections", stats->send_rejections);
         out.emplace_back("peer_deaths", stats->peer_deaths);
         out.emplace_back("peers_dropped", stats->peers_dropped);
+        out.emplace_back("peers_dropped_for_caps",
+                         stats->peers_dropped_for_caps);
       }
     }
     return out;
