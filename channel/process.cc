@@ -17,7 +17,7 @@ ports::NodeName RandomNodeName() {
   return ports::NodeName(v1, v2);
 }
 
-// Credit (issue 8): the node enforces exactly the receive caps this
+// Credit: the node enforces exactly the receive caps this
 // process announces in its handshakes (options.connection.receive_caps is
 // the one source of truth; options.node's queued caps are overridden).
 ProcessOptions WithReceiveCapsEnforced(ProcessOptions options) {
@@ -133,7 +133,7 @@ Result<ConnectedPeer> Process::FinishConnection(
   ConnectedPeer peer;
   peer.peer_name = c->peer_name();
   {
-    // Credit (issue 8): what our pipes to this peer may leave unread there.
+    // Credit: what our pipes to this peer may leave unread there.
     MutexLock lock(&peer_caps_mu_);
     peer_caps_[peer.peer_name] = c->peer_receive_caps();
   }

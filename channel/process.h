@@ -125,11 +125,11 @@ class Process {
   // deterministically.
   void PostToIoThreadForTesting(Reactor::Task task);
 
-  // Consumer token (issue 8): the Router, for Pipe::Receive's
+  // Consumer token: the Router, for Pipe::Receive's
   // Router::TryTakeInbound. Lives as long as this Process.
   Router& router() { return *router_; }
 
-  // Credit (pipe quotas, issue 8): the receive caps `peer` announced in its
+  // Credit (pipe quotas): the receive caps `peer` announced in its
   // handshake with this Process, recorded when the connection was made and
   // kept after it is gone (node names are never reused). False when `peer`
   // never connected to this Process. Any thread.
@@ -148,7 +148,7 @@ class Process {
   std::unique_ptr<ports::Node> node_;
   std::thread io_thread_;
 
-  // Credit (issue 8): see GetPeerReceiveCaps.
+  // Credit: see GetPeerReceiveCaps.
   mutable Mutex peer_caps_mu_;
   std::unordered_map<ports::NodeName, ReceiveCaps, ports::NameHash> peer_caps_
       GUARDED_BY(peer_caps_mu_);

@@ -78,7 +78,7 @@ struct ProcessCore {
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> send_rejections{0};
 
-  // Credit (issue 8): tests only (channel/api/testing.h) — Send ignores the
+  // Credit: tests only (channel/api/testing.h) — Send ignores the
   // receive caps peers announced, so a test can play a sender that does.
   std::atomic<bool> ignore_peer_caps_for_testing{false};
 
@@ -105,7 +105,7 @@ class CoreUse {
   bool forked_ = false;
 };
 
-// Credit (issue 8): the sizes of a pipe's unacknowledged messages, oldest
+// Credit: the sizes of a pipe's unacknowledged messages, oldest
 // first, run-length encoded — a stream of equal sizes costs one entry, so a
 // long exchange far below the quota (nothing acknowledged) stays small.
 // Not thread-safe (PipeState::mu).
@@ -164,24 +164,9 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   bool in_callback GUARDED_BY(mu) = false;
   std::shared_ptr<std::function<void()>> callback GUARDED_BY(mu);
 
-  // Credit (Pipe::SetQuota). `unacked_sizes` holds the sizes of the messages
-  // sent since the last acknowledgement, oldest first (acknowledgements
-  // cover a prefix, so the node's unacknowledged count says how many of the
-  // newest remain).
+  // Credit from the peer's announced receive caps (pipe_send.cc
+  // says how these are used). `quota` is the user's (SetQuota).
   PipeQuota quota GUARDED_BY(mu);
-  std::deque<size_t> unacked_sizes GUARDED_BY(mu);
-  size_t unacked_bytes GUARDED_BY(mu) = 0;
-  // Drops acknowledged entries: `unacked` is the node's current count.
-  void SettleCredit(size_t unacked) REQUIRES(mu) {
-    while (unacked_sizes.size() > unacked) {
-      unacked_bytes -= unacked_sizes.front();
-      unacked_sizes.pop_front();
-    }
-  }
-
-  // Credit from the peer's announced receive caps (issue 8; pipe_send.cc
-  // says how these are used). `unacked` replaces `unacked_sizes` and
-  // `unacked_bytes` above (kept unused only while this file is shared).
   SizeRuns unacked GUARDED_BY(mu);
   // Sends that reserved an entry in `unacked` and have not yet returned
   // from the node (raised under `mu`, lowered without it).
@@ -208,7 +193,7 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   // applies again, what those left unread is unknown as for an arrival.
   bool untracked_sends GUARDED_BY(mu) = false;
 
-  // Consumer token (issue 8; pipe.cc says how these are used). A waiting
+  // Consumer token (pipe.cc says how these are used). A waiting
   // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref
   // only), with its link's ring data word when it holds that ring's token.
   // WakeSleepers bumps it and issues FUTEX_WAKE only when `sleepers` > 0
@@ -222,7 +207,7 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   void WakeSleepers();
 };
 
-// Credit (issue 8): a Pipe around a port that never left this node (a new
+// Credit: a Pipe around a port that never left this node (a new
 // pair, a bootstrap port), so nothing unknown is unacknowledged on it
 // (WrapPort assumes a port that arrived inside a message).
 Pipe WrapNewPort(const std::shared_ptr<ProcessCore>& core,

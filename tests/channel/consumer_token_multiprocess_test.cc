@@ -39,8 +39,9 @@ TEST_P(ConsumerTokenDeath, EverythingCommittedArrivesInOrder) {
                          " " + std::to_string(tail))
                   .ok());
   for (uint64_t i = 0; i < n + tail; ++i) {
-    if (i == n)
+    if (i == n) {
       ASSERT_TRUE(pipe->Send("drained").ok());
+    }
     auto m = pipe->Receive(seconds(60), GetParam());
     ASSERT_TRUE(m.ok()) << "message " << i << ": " << m.status().ToString();
     ASSERT_TRUE(m->bytes == testing::TokenPayload(i, i < n ? large_every : 0))

@@ -958,8 +958,9 @@ TEST_F(QueueCapTest, HonestSenderUsingReadAcksNeverTripsTheCap) {
     net_.Pump();
     PortStatus status = StatusOf(holder, receiving);
     EXPECT_LE(status.queued_message_count, kCapMessages);
-    if (status.queued_message_count > 1)
+    if (status.queued_message_count > 1) {
       EXPECT_LE(status.queued_num_bytes, kCapBytes);
+    }
     if (step == 20) {
       // Move the receiving port to another node with messages still queued:
       // they reach it through the proxy left behind, alongside new ones.
