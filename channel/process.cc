@@ -188,6 +188,22 @@ bool Process::GetPeerReceiveCaps(const ports::NodeName& peer,
   return true;
 }
 
+ReceiveCaps Process::GetLowestReceiveCaps() const {
+  // 0 means unlimited: it lowers nothing.
+  auto lower = [](uint64_t a, uint64_t b) {
+    return a == 0 ? b : b == 0 ? a : std::min(a, b);
+  };
+  ReceiveCaps out = options_.connection.receive_caps;
+  MutexLock lock(&peer_caps_mu_);
+  for (const auto& [name, caps] : peer_caps_) {
+    out.max_queued_messages_per_pipe = lower(out.max_queued_messages_per_pipe,
+                                             caps.max_queued_messages_per_pipe);
+    out.max_queued_bytes_per_pipe =
+        lower(out.max_queued_bytes_per_pipe, caps.max_queued_bytes_per_pipe);
+  }
+  return out;
+}
+
 ProcessStats Process::GetStats() {
   ProcessStats stats;
   stats.name = node_->name();

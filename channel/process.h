@@ -134,6 +134,10 @@ class Process {
   // kept after it is gone (node names are never reused). False when `peer`
   // never connected to this Process. Any thread.
   bool GetPeerReceiveCaps(const ports::NodeName& peer, ReceiveCaps* caps) const;
+  // The lowest of this Process's own caps and every peer's, per field: what
+  // a pipe whose other end is travelling (its destination not yet known)
+  // must stay within. Any thread.
+  ReceiveCaps GetLowestReceiveCaps() const;
 
  private:
   explicit Process(const ProcessOptions& options);

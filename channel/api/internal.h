@@ -192,6 +192,10 @@ struct PipeState : std::enable_shared_from_this<PipeState> {
   // A send went out with no quota at all (nothing recorded): once one
   // applies again, what those left unread is unknown as for an arrival.
   bool untracked_sends GUARDED_BY(mu) = false;
+  // The other end was sent inside a message while this end stayed: until
+  // the route's new end is known (the peer node changes), the lowest caps
+  // of this Process and its peers apply, although the peer looks local.
+  bool peer_in_transit GUARDED_BY(mu) = false;
 
   // Consumer token (pipe.cc says how these are used). A waiting
   // Receive sleeps on `wake_word` (a shared-form futex word, atomic_ref

@@ -39,11 +39,13 @@
 // acknowledged position in the port descriptor. The same holds when a quota
 // applies again after sends that had none (nothing was recorded for them).
 //
-// Known gap: while the other end is in transit (this port's peer is still
-// the proxy it left on this node), PortStatus names this node as the peer,
-// so no cap applies to what is sent in that window, although it ends up in
-// the destination's queue; afterwards it counts as an unknown backlog as
-// above. Closing it needs the ports layer to say where the route leads.
+// The other end in transit: when a pipe of this Process is sent inside a
+// message while its other end stays, that end's peer is still the proxy left
+// on this node (PortStatus names this node) until the route's new end is
+// known. What it sends meanwhile ends up in the destination's queue, so it
+// keeps to the lowest caps of this Process and its peers (peer_in_transit),
+// tracked like any other, until its peer node changes. Remaining gap: a
+// destination that connects only later, with lower caps than all of these.
 #include <shmports/pipe.h>
 
 #include <algorithm>
@@ -164,7 +166,7 @@ void Settle(PipeState& s, uint64_t completed, size_t unacked) REQUIRES(s.mu) {
 
 // Refreshes the cached cap when the peer node changed.
 void RefreshCap(PipeState& s, const ports::PortStatus& ps) REQUIRES(s.mu) {
-  if (!ps.peer_remote ||
+  if ((!ps.peer_remote && !s.peer_in_transit) ||
       s.core->ignore_peer_caps_for_testing.load(std::memory_order_relaxed)) {
     s.cap = PipeQuota{};
     s.cap_node = ports::NodeName();
@@ -174,7 +176,14 @@ void RefreshCap(PipeState& s, const ports::PortStatus& ps) REQUIRES(s.mu) {
     return;
   channel::ReceiveCaps caps;
   s.cap = PipeQuota{};
-  if (s.core->process->GetPeerReceiveCaps(ps.peer_node_name, &caps)) {
+  if (!ps.peer_remote) {
+    // The other end is on its way to a node not known here yet (or to a
+    // port of this node, where the lowest caps are merely conservative).
+    caps = s.core->process->GetLowestReceiveCaps();
+    s.cap.max_unacknowledged_messages =
+        ToSize(caps.max_queued_messages_per_pipe);
+    s.cap.max_unacknowledged_bytes = ToSize(caps.max_queued_bytes_per_pipe);
+  } else if (s.core->process->GetPeerReceiveCaps(ps.peer_node_name, &caps)) {
     s.cap.max_unacknowledged_messages =
         ToSize(caps.max_queued_messages_per_pipe);
     s.cap.max_unacknowledged_bytes = ToSize(caps.max_queued_bytes_per_pipe);
@@ -297,6 +306,32 @@ CreditDecision CheckCredit(PipeState& s,
     s.ack_interval = 0;
   }
   return d;
+}
+
+// `attached` is about to leave inside a message. If its other end is a
+// pipe of this Process, that end's route now leads wherever this message
+// goes: until its peer node changes, it keeps to the lowest caps
+// (RefreshCap), so what it sends in the meantime cannot overrun the
+// destination.
+void MarkPeerInTransit(api_internal::ProcessCore& core,
+                       const PipeState& attached) {
+  ports::Node& node = core.process->node();
+  ports::PortStatus ps;
+  if (node.GetStatus(attached.port, &ps) != ports::OK || ps.peer_remote)
+    return;
+  ports::PortRef peer;
+  std::shared_ptr<ports::UserData> data;
+  if (node.GetPort(ps.peer_port_name, &peer) != ports::OK ||
+      node.GetUserData(peer, &data) != ports::OK || !data) {
+    return;
+  }
+  auto* link = static_cast<api_internal::PortLink*>(data.get());
+  std::shared_ptr<PipeState> state = link->state.lock();
+  if (!state)
+    return;
+  MutexLock lock(&state->mu);
+  state->peer_in_transit = true;
+  state->cap_node = ports::NodeName();  // Looked up again on its next send.
 }
 
 // Gives back a reservation of `size` whose send failed.
@@ -424,8 +459,10 @@ Status Pipe::SendImpl(std::span<const uint8_t> bytes,
       if (!d.refused) {
         // The attached ends stop being ours whatever happens next: the node
         // turns them into proxies, or closes them on error.
-        for (Pipe& p : pipes)
+        for (Pipe& p : pipes) {
+          MarkPeerInTransit(*core, *PipeState::StateOf(p));
           PipeState::StateOf(p)->Close(/*close_port=*/false);
+        }
         rv = core->process->node().SendUserMessage(state->port,
                                                    std::move(message));
         if (d.reserved) {

@@ -46,6 +46,10 @@ Result<ConnectedProcesses> ConnectProcessesForTesting(
   return out;
 }
 
+void PostToIoThreadForTesting(Process& process, std::function<void()> task) {
+  process.core()->process->PostToIoThreadForTesting(std::move(task));
+}
+
 void IgnorePeerReceiveCapsForTesting(Process& process, bool ignore) {
   process.core()->ignore_peer_caps_for_testing.store(ignore);
 }

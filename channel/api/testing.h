@@ -10,6 +10,7 @@
 #include <shmports/process.h>
 #include <shmports/status.h>
 
+#include <functional>
 #include <memory>
 
 namespace shmports::testing {
@@ -29,6 +30,11 @@ Result<ConnectedProcesses> ConnectProcessesForTesting(
 // (a user quota set with SetQuota still applies): a sender that ignores
 // credit, which the receiving process must cut off.
 void IgnorePeerReceiveCapsForTesting(Process& process, bool ignore);
+
+// Runs `task` on `process`'s io thread; it may block there, which is how a
+// test holds a receiving process back deterministically (release it before
+// the Process is destroyed).
+void PostToIoThreadForTesting(Process& process, std::function<void()> task);
 
 }  // namespace shmports::testing
 

@@ -282,6 +282,7 @@ int Node::GetStatus(const PortRef& port_ref, PortStatus* port_status) {
   port_status->peer_closed = port->peer_closed;
   port_status->peer_remote = port->peer_node_name != name_;
   port_status->peer_node_name = port->peer_node_name;
+  port_status->peer_port_name = port->peer_port_name;
   port_status->queued_message_count =
       port->message_queue.queued_message_count();
   port_status->queued_num_bytes = port->message_queue.queued_num_bytes();

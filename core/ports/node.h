@@ -97,6 +97,9 @@ struct PortStatus {
   // The node of the port's current peer (the sender needs it to know whose
   // announced receive cap applies).
   NodeName peer_node_name;
+  // The peer port (on peer_node_name): when it is on this node, a sender
+  // can see whether the other end is still here or on its way elsewhere.
+  PortName peer_port_name;
   size_t queued_message_count = 0;
   size_t queued_num_bytes = 0;
   size_t unacknowledged_message_count = 0;

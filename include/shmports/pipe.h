@@ -80,9 +80,9 @@ struct PipeStatus {
 // two, per field. Caveats: a pipe that arrived inside a message does not
 // know what its previous holder left unread; until a message sent from here
 // is acknowledged it counts the other process's caps at half. While the
-// other end is travelling to another process (just sent inside a message),
-// no cap is known yet: a sender that sends a lot in that window may exceed
-// the destination's caps (set a quota with SetQuota to bound it).
+// other end is travelling (just sent inside a message from this process),
+// its destination is not known yet: the lowest caps of this process and the
+// processes connected to it apply until it is.
 //
 // Acknowledgements cost events, so they are requested only once the
 // unacknowledged messages or bytes pass half the quota (every half of the

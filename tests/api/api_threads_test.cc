@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -741,6 +742,74 @@ TEST(ApiCredit, ArrivedPipeCountsTheCapAtHalfUntilAcknowledged) {
       [&] { return arrived.Send(Payload(seed, 4, 10)).ok(); }));
   EXPECT_EQ(SendUntilRefused(arrived, seed, 10, 100), 4u);
   EXPECT_EQ(c.a->GetStats()->peers_dropped, 0u);
+}
+
+// Holds a Process's io thread until destroyed (or Release()).
+class IoThreadHold {
+ public:
+  explicit IoThreadHold(Process& process) {
+    std::shared_future<void> released = release_.get_future().share();
+    testing::PostToIoThreadForTesting(process, [this, released] {
+      held_.store(true);
+      released.wait();
+    });
+  }
+  ~IoThreadHold() { Release(); }
+  bool WaitHeld() {
+    return testing::WaitFor([this] { return held_.load(); });
+  }
+  void Release() {
+    if (!released_) {
+      released_ = true;
+      release_.set_value();
+    }
+  }
+
+ private:
+  std::promise<void> release_;
+  std::atomic<bool> held_{false};
+  bool released_ = false;
+};
+
+TEST(ApiCredit, PipeWhoseOtherEndIsTravellingKeepsTheLowestCaps) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(testing::SeedTrace(seed));
+  // b announces 8 messages per pipe. One end of a new pipe of a's travels to
+  // b while b's io thread is held, so it is still on its way when a sends on
+  // the other end: a's own node is all the sender can see as the peer.
+  ConnectedProcesses c = ConnectWithCaps({}, SmallCaps(8));
+  auto pair = c.a->CreatePipe();
+  ASSERT_TRUE(pair.ok());
+  Pipe stays = std::move(pair->first);
+  size_t sent = 0;
+  {
+    IoThreadHold hold(*c.b);
+    ASSERT_TRUE(hold.WaitHeld());
+    std::vector<Pipe> attach;
+    attach.push_back(std::move(pair->second));
+    ASSERT_TRUE(c.a_end.Send("take", std::move(attach)).ok());
+    sent = SendUntilRefused(stays, seed, 10, 100);
+  }
+  // The lowest caps of a and its peers: b's 8, which b would enforce.
+  EXPECT_EQ(sent, 8u);
+  auto carried = c.b_end.Receive(kWait);
+  ASSERT_TRUE(carried.ok()) << carried.status().ToString();
+  ASSERT_EQ(carried->pipes.size(), 1u);
+  Pipe& arrived = carried->pipes[0];
+  for (uint64_t i = 0; i < sent; ++i) {
+    auto r = arrived.Receive(kWait);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->bytes, Payload(seed, i, 10)) << i;
+  }
+  // Credit comes back, and the route now leads to b: b's cap.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return stays.Send(Payload(seed, sent, 10)).ok(); }));
+  auto last = arrived.Receive(kWait);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->bytes, Payload(seed, sent, 10));
+  auto stats = c.b->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->peers_dropped, 0u);
 }
 
 TEST(ApiCredit, SenderIgnoringCreditIsCutOff) {
