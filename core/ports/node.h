@@ -58,13 +58,22 @@ struct NodeLimits {
   // Early (out-of-order) sequenced events one peer node may have buffered
   // on one port (each sender has its own share, so a forger filling a port
   // cannot get an honest sender's next early event blamed).
-  size_t max_buffered_events_per_port = 4096;
+  //
+  // An honest sender produces early events too: a port's control sequence
+  // number is taken under its lock and the event forwarded after, so a
+  // control event from one thread (a read-ack request sent by the io thread
+  // when an acknowledgement arrives) can reach the link after user messages
+  // a sending thread numbered later; if that thread is preempted in between,
+  // every message sent meanwhile arrives early. The sender's credit bounds
+  // them (max_queued_messages_per_port / max_queued_bytes_per_port below),
+  // so these limits sit above the credit caps; raise them with the caps.
+  size_t max_buffered_events_per_port = (size_t{1} << 16) + 4096;
   // Early events one peer node may have buffered here across all ports, by
   // count and by serialised bytes. Forged events (a sender that is not the
   // port's previous peer, e.g. a ReadAck naming a stranger) are buffered
   // like early ones, so this is what bounds them.
-  size_t max_buffered_events_per_peer = 16384;
-  size_t max_buffered_event_bytes_per_peer = size_t{16} << 20;
+  size_t max_buffered_events_per_peer = size_t{1} << 17;
+  size_t max_buffered_event_bytes_per_peer = size_t{80} << 20;
   // Ports a peer has sent us inside messages nobody has read yet.
   size_t max_unread_ports_per_peer = 4096;
   // User sequence numbers accepted beyond the next one to read.
