@@ -4,10 +4,16 @@
 //  - TwoNodesDirectDelegate: send on node A, serialise, deserialise,
 //    AcceptEvent on node B, read there;
 //  - PortTransferAcrossThreeNodes: a port sent A → B → C until every proxy is
-//    gone.
-// The first two are interleaved and repeated; the closing lines print the
-// ratio local-pair / baseline (min/median/max over the repetitions; target
-// ≤ 6×, stretch ≤ 3×).
+//    gone;
+//  - LocalPairBurst: 4096 sends queued on a local pair, then 4096 reads;
+//  - QueueBurstInOrder / QueueBurstFewOutOfOrder: 4096 events into one
+//    MessageQueue and out again, all in order or with 16 adjacent pairs
+//    swapped;
+//  - DequeBurstBaseline: the same 4096 events through std::mutex +
+//    std::deque, the baseline of the three burst cases.
+// Subject and baseline are interleaved and repeated; the closing lines print
+// the ratio subject / baseline (min/median/max over the repetitions; for the
+// local pair target ≤ 6×, stretch ≤ 3×).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -21,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/ports/message_queue.h"
 #include "core/ports/node.h"
 #include "core/ports/node_delegate.h"
 
@@ -130,6 +137,118 @@ void MutexDequeBaseline(benchmark::State& state) {
 // VM's vCPUs hits both.
 BENCHMARK(LocalPairSendRead)->Repetitions(5);
 BENCHMARK(MutexDequeBaseline)->Repetitions(5);
+
+constexpr int64_t kBurst = 4096;
+
+// The burst case: the reader falls behind and thousands of messages queue.
+void LocalPairBurst(benchmark::State& state) {
+  NullDelegate delegate;
+  Node node(NodeName(1, 1), &delegate);
+  PortRef a, b;
+  node.CreatePortPair(&a, &b);
+  Payload payload;
+  payload.fill(0x5A);
+  const int64_t n = state.range(0);
+  for (auto _ : state) {
+    for (int64_t i = 0; i < n; ++i) {
+      auto message = std::make_unique<UserMessageEvent>(0);
+      message->message().Assign(payload);
+      node.SendUserMessage(a, std::move(message));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      std::unique_ptr<UserMessageEvent> received;
+      node.GetMessage(b, &received, nullptr);
+      benchmark::DoNotOptimize(received->message().data());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  node.ClosePort(a);
+  node.ClosePort(b);
+}
+
+// Events made once and reused, so the queue is what is measured. Each is a
+// separate heap block, as received events are.
+std::vector<std::unique_ptr<UserMessageEvent>> MakeEvents(int64_t n) {
+  Payload payload;
+  payload.fill(0x5A);
+  std::vector<std::unique_ptr<UserMessageEvent>> events;
+  for (int64_t i = 0; i < n; ++i) {
+    events.push_back(std::make_unique<UserMessageEvent>(0));
+    events.back()->message().Assign(payload);
+  }
+  return events;
+}
+
+// Accepts `events` numbered from the queue's next number in the order
+// `order` gives (a permutation of 0..n-1), then reads them all back into
+// `events`.
+void QueueBurst(benchmark::State& state, const std::vector<int64_t>& order) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  std::vector<std::unique_ptr<UserMessageEvent>> events = MakeEvents(n);
+  MessageQueue queue;
+  for (auto _ : state) {
+    uint64_t base = queue.next_sequence_num();
+    for (int64_t i = 0; i < n; ++i) {
+      events[i]->set_sequence_num(base + static_cast<uint64_t>(order[i]));
+      bool has_next = false;
+      queue.AcceptMessage(std::move(events[i]), &has_next);
+      benchmark::DoNotOptimize(has_next);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      queue.GetNextMessage(&events[i], nullptr);
+      if (!events[i]) {
+        state.SkipWithError("queue released fewer messages than it took");
+        return;
+      }
+      queue.MessageProcessed();
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void QueueBurstInOrder(benchmark::State& state) {
+  std::vector<int64_t> order(static_cast<size_t>(state.range(0)));
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = static_cast<int64_t>(i);
+  QueueBurst(state, order);
+}
+
+// 16 adjacent pairs swapped, spread over the burst: the rare reorder a
+// transferred port's racing routes produce.
+void QueueBurstFewOutOfOrder(benchmark::State& state) {
+  std::vector<int64_t> order(static_cast<size_t>(state.range(0)));
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = static_cast<int64_t>(i);
+  size_t stride = std::max<size_t>(order.size() / 16, 2);
+  for (size_t i = stride / 2; i + 1 < order.size(); i += stride)
+    std::swap(order[i], order[i + 1]);
+  QueueBurst(state, order);
+}
+
+void DequeBurstBaseline(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<std::unique_ptr<UserMessageEvent>> events = MakeEvents(n);
+  std::mutex mu;
+  std::deque<std::unique_ptr<UserMessageEvent>> queue;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < n; ++i) {
+      std::lock_guard<std::mutex> lock(mu);
+      queue.push_back(std::move(events[i]));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      std::lock_guard<std::mutex> lock(mu);
+      events[i] = std::move(queue.front());
+      queue.pop_front();
+    }
+    benchmark::DoNotOptimize(events.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+BENCHMARK(LocalPairBurst)->Arg(kBurst)->Repetitions(5);
+BENCHMARK(QueueBurstInOrder)->Arg(kBurst)->Repetitions(5);
+BENCHMARK(QueueBurstFewOutOfOrder)->Arg(kBurst)->Repetitions(5);
+BENCHMARK(DequeBurstBaseline)->Arg(kBurst)->Repetitions(5);
 
 void TwoNodesDirectDelegate(benchmark::State& state) {
   DirectRouter router;
@@ -272,9 +391,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
 };
 
 // Prints min/median/max of subject/baseline over paired repetitions.
-void PrintRatio(const char* what,
+void PrintRatio(const char* label,
+                const char* what,
                 const std::vector<double>& subject,
-                const std::vector<double>& baseline) {
+                const std::vector<double>& baseline,
+                const char* targets) {
   size_t n = std::min(subject.size(), baseline.size());
   if (n == 0)
     return;
@@ -283,10 +404,9 @@ void PrintRatio(const char* what,
     ratios.push_back(subject[i] / baseline[i]);
   std::sort(ratios.begin(), ratios.end());
   std::printf(
-      "ratio local-pair send+read / mutex+deque push+pop (64 B, %s): "
-      "min %.2fx  median %.2fx  max %.2fx  over %zu runs "
-      "(target <= 6x, stretch <= 3x)\n",
-      what, ratios.front(), ratios[n / 2], ratios.back(), n);
+      "ratio %s (%s): min %.2fx  median %.2fx  max %.2fx  over %zu "
+      "runs%s\n",
+      label, what, ratios.front(), ratios[n / 2], ratios.back(), n, targets);
 }
 
 }  // namespace
@@ -300,11 +420,23 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   // Real time is what the targets name; on a loaded VM CPU time is steadier,
   // so both are printed.
-  shmports::ports::PrintRatio("real time", reporter.times["LocalPairSendRead"],
-                              reporter.times["MutexDequeBaseline"]);
-  shmports::ports::PrintRatio("CPU time",
-                              reporter.cpu_times["LocalPairSendRead"],
-                              reporter.cpu_times["MutexDequeBaseline"]);
+  using shmports::ports::PrintRatio;
+  auto& real = reporter.times;
+  auto& cpu = reporter.cpu_times;
+  const char* kPair = "local-pair send+read / mutex+deque push+pop (64 B)";
+  const char* kPairTargets = " (target <= 6x, stretch <= 3x)";
+  PrintRatio(kPair, "real time", real["LocalPairSendRead"],
+             real["MutexDequeBaseline"], kPairTargets);
+  PrintRatio(kPair, "CPU time", cpu["LocalPairSendRead"],
+             cpu["MutexDequeBaseline"], kPairTargets);
+  const char* kBaseline = "DequeBurstBaseline";
+  for (const char* subject :
+       {"LocalPairBurst", "QueueBurstInOrder", "QueueBurstFewOutOfOrder"}) {
+    std::string label =
+        std::string(subject) + " / " + kBaseline + " (4096 queued, 64 B)";
+    PrintRatio(label.c_str(), "real time", real[subject], real[kBaseline], "");
+    PrintRatio(label.c_str(), "CPU time", cpu[subject], cpu[kBaseline], "");
+  }
   benchmark::Shutdown();
   return 0;
 }
