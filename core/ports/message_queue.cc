@@ -1,6 +1,7 @@
 #include "core/ports/message_queue.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace shmports::ports {
@@ -12,54 +13,132 @@ bool LaterMessage(const std::unique_ptr<UserMessageEvent>& a,
   return a->sequence_num() > b->sequence_num();
 }
 
+constexpr size_t kMinRingCapacity = 16;
+// A burst can leave large storage behind; it is given back once drained, but
+// small capacities stay so the steady state allocates nothing.
+constexpr size_t kKeepCapacity = 4096;
+
 }  // namespace
 
 MessageQueue::MessageQueue(uint64_t next_sequence_num)
-    : next_sequence_num_(next_sequence_num) {}
+    : ring_end_(next_sequence_num), next_sequence_num_(next_sequence_num) {}
 
 MessageQueue::~MessageQueue() = default;
 
+uint64_t MessageQueue::RingNextNumber() const {
+  if (ring_count_ != 0)
+    return ring_end_;
+  // An empty ring restarts at the next number expected, unless that message
+  // was taken and is not processed yet (then ring_end_ is one above it).
+  return std::max(ring_end_, next_sequence_num_);
+}
+
+bool MessageQueue::HeadIsInRing() const {
+  if (ring_count_ == 0)
+    return false;
+  return heap_.empty() ||
+         ring_end_ - ring_count_ <= heap_.front()->sequence_num();
+}
+
 bool MessageQueue::HasNextMessage() const {
+  if (HeadIsInRing())
+    return ring_end_ - ring_count_ == next_sequence_num_;
   return !heap_.empty() && heap_.front()->sequence_num() == next_sequence_num_;
+}
+
+void MessageQueue::PushRing(std::unique_ptr<UserMessageEvent> message) {
+  if (ring_count_ == ring_.size())
+    GrowRing();
+  ring_end_ = message->sequence_num() + 1;
+  ring_[(ring_head_ + ring_count_) & (ring_.size() - 1)] = std::move(message);
+  ++ring_count_;
+}
+
+std::unique_ptr<UserMessageEvent> MessageQueue::PopRing() {
+  std::unique_ptr<UserMessageEvent> message = std::move(ring_[ring_head_]);
+  ring_head_ = (ring_head_ + 1) & (ring_.size() - 1);
+  if (--ring_count_ == 0) {
+    ring_head_ = 0;
+    if (ring_.size() > kKeepCapacity)
+      std::vector<std::unique_ptr<UserMessageEvent>>().swap(ring_);
+  }
+  return message;
+}
+
+void MessageQueue::GrowRing() {
+  std::vector<std::unique_ptr<UserMessageEvent>> grown(
+      std::max(kMinRingCapacity, ring_.size() * 2));
+  for (size_t i = 0; i < ring_count_; ++i)
+    grown[i] = std::move(ring_[(ring_head_ + i) & (ring_.size() - 1)]);
+  ring_.swap(grown);
+  ring_head_ = 0;
+}
+
+void MessageQueue::MergeHeapIntoRing() {
+  while (!heap_.empty() && heap_.front()->sequence_num() == ring_end_) {
+    std::pop_heap(heap_.begin(), heap_.end(), LaterMessage);
+    PushRing(std::move(heap_.back()));
+    heap_.pop_back();
+  }
+  if (heap_.empty() && heap_.capacity() > kKeepCapacity)
+    heap_.shrink_to_fit();
 }
 
 void MessageQueue::GetNextMessage(std::unique_ptr<UserMessageEvent>* message,
                                   MessageFilter* filter) {
-  if (!HasNextMessage() || (filter && !filter->Match(*heap_.front()))) {
+  if (!HasNextMessage()) {
     message->reset();
     return;
   }
-  std::pop_heap(heap_.begin(), heap_.end(), LaterMessage);
-  *message = std::move(heap_.back());
-  heap_.pop_back();
-  total_queued_bytes_ -= (*message)->GetSizeIfSerialized();
-  // A burst can leave a large heap behind; give it back once it drains, but
-  // keep small capacities so the steady state allocates nothing.
-  if (heap_.empty() && heap_.capacity() > 4096) {
-    heap_.shrink_to_fit();
+  // On a tie (a duplicate number) the ring's entry goes first.
+  bool from_ring = HeadIsInRing();
+  const UserMessageEvent& head =
+      from_ring ? *ring_[ring_head_] : *heap_.front();
+  if (filter && !filter->Match(head)) {
+    message->reset();
+    return;
   }
+  if (from_ring) {
+    *message = PopRing();
+  } else {
+    std::pop_heap(heap_.begin(), heap_.end(), LaterMessage);
+    *message = std::move(heap_.back());
+    heap_.pop_back();
+    if (heap_.empty() && heap_.capacity() > kKeepCapacity)
+      heap_.shrink_to_fit();
+  }
+  total_queued_bytes_ -= (*message)->GetSizeIfSerialized();
 }
 
 void MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent> message,
                                  bool* has_next_message) {
   total_queued_bytes_ += message->GetSizeIfSerialized();
-  heap_.push_back(std::move(message));
-  std::push_heap(heap_.begin(), heap_.end(), LaterMessage);
+  if (message->sequence_num() == RingNextNumber()) {
+    PushRing(std::move(message));
+    if (!heap_.empty())
+      MergeHeapIntoRing();
+  } else {
+    heap_.push_back(std::move(message));
+    std::push_heap(heap_.begin(), heap_.end(), LaterMessage);
+  }
   *has_next_message = signalable_ && HasNextMessage();
 }
 
 uint64_t MessageQueue::LastContiguousSequenceNum() const {
-  std::vector<uint64_t> queued;
-  queued.reserve(heap_.size());
+  // The ring is one span of consecutive numbers; each heap entry is a span
+  // of one.
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  spans.reserve(heap_.size() + 1);
+  if (ring_count_ != 0)
+    spans.emplace_back(ring_end_ - ring_count_, ring_end_ - 1);
   for (const auto& message : heap_)
-    queued.push_back(message->sequence_num());
-  std::sort(queued.begin(), queued.end());
+    spans.emplace_back(message->sequence_num(), message->sequence_num());
+  std::sort(spans.begin(), spans.end());
   uint64_t last = next_sequence_num_ - 1;
-  for (uint64_t seq : queued) {
-    if (seq == last + 1)
-      last = seq;
-    else if (seq > last + 1)
+  for (const auto& [first, end] : spans) {
+    if (first > last + 1)
       break;
+    last = std::max(last, end);
   }
   return last;
 }
@@ -67,6 +146,22 @@ uint64_t MessageQueue::LastContiguousSequenceNum() const {
 void MessageQueue::TakeMessagesAfter(
     uint64_t last,
     std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
+  // In the ring, the messages numbered above `last` are a suffix.
+  if (ring_count_ != 0) {
+    uint64_t first = ring_end_ - ring_count_;
+    size_t keep = 0;
+    if (last >= first)
+      keep = last - first >= ring_count_ ? ring_count_ : last - first + 1;
+    for (size_t i = keep; i < ring_count_; ++i) {
+      auto& slot = ring_[(ring_head_ + i) & (ring_.size() - 1)];
+      total_queued_bytes_ -= slot->GetSizeIfSerialized();
+      messages->push_back(std::move(slot));
+    }
+    ring_count_ = keep;
+    ring_end_ = first + keep;
+    if (ring_count_ == 0)
+      ring_head_ = 0;
+  }
   auto beyond =
       std::partition(heap_.begin(), heap_.end(),
                      [last](const std::unique_ptr<UserMessageEvent>& message) {
@@ -84,6 +179,9 @@ void MessageQueue::TakeMessagesAfter(
 
 void MessageQueue::TakeAllMessages(
     std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
+  ring_end_ -= ring_count_;
+  while (ring_count_ != 0)
+    messages->push_back(PopRing());
   for (auto& message : heap_)
     messages->push_back(std::move(message));
   heap_.clear();

@@ -2,14 +2,20 @@
 // sequence-number order.
 //
 // Messages may arrive out of order (a transferred port's old and new routes
-// race); the queue holds them in a min-heap by sequence number and releases
-// the head only when it is the next number expected. Reading is two steps,
-// as in Mojo: GetNextMessage takes the head, MessageProcessed advances the
-// expected number — so a proxy forwarding a message stays "not done" until
-// the message has its routing (see Node::ForwardUserMessagesFromProxy).
+// race), but nearly all arrive in order. Those that extend the run of
+// consecutive numbers the queue holds go into a FIFO ring of pointers (O(1),
+// no comparison, no touch of the event to find the head); the rest wait in a
+// min-heap by sequence number and move into the ring as soon as the gap
+// before them fills. The head of the queue is the smaller of the ring's
+// front and the heap's top, released only when it is the next number
+// expected. Reading is two steps, as in Mojo: GetNextMessage takes the head,
+// MessageProcessed advances the expected number — so a proxy forwarding a
+// message stays "not done" until the message has its routing (see
+// Node::ForwardUserMessagesFromProxy).
 //
-// The heap's storage is kept between messages: after warm-up, accepting and
-// taking a message allocates nothing.
+// Both the ring's and the heap's storage are kept between messages: after
+// warm-up, accepting and taking a message allocates nothing. Storage above
+// 4096 entries left by a burst is given back once that part drains.
 //
 // Not thread-safe: owned by a Port and guarded by the port's lock.
 #ifndef SHMPORTS_CORE_PORTS_MESSAGE_QUEUE_H_
@@ -41,7 +47,7 @@ class MessageQueue {
   // The sequence number of the next message to release.
   uint64_t next_sequence_num() const { return next_sequence_num_; }
 
-  // The head of the heap is the next message in order.
+  // The head of the queue is the next message in order.
   bool HasNextMessage() const;
 
   // Takes the next in-order message if there is one and `filter` (may be
@@ -76,10 +82,29 @@ class MessageQueue {
   // Linear in the queue plus a sort; for the node-loss path, not hot.
   uint64_t LastContiguousSequenceNum() const;
 
-  size_t queued_message_count() const { return heap_.size(); }
+  size_t queued_message_count() const { return ring_count_ + heap_.size(); }
   size_t queued_num_bytes() const { return total_queued_bytes_; }
 
  private:
+  // The number a message must carry to join the ring.
+  uint64_t RingNextNumber() const;
+  // Whether the head of the queue is the ring's front (else the heap's top).
+  bool HeadIsInRing() const;
+  void PushRing(std::unique_ptr<UserMessageEvent> message);
+  std::unique_ptr<UserMessageEvent> PopRing();
+  void GrowRing();
+  // Moves heap entries that continue the ring into it.
+  void MergeHeapIntoRing();
+
+  // The in-order run: entry i < ring_count_ is at
+  // ring_[(ring_head_ + i) & (ring_.size() - 1)] and carries number
+  // ring_end_ - ring_count_ + i. ring_.size() is 0 or a power of two; slots
+  // outside the run are null.
+  std::vector<std::unique_ptr<UserMessageEvent>> ring_;
+  size_t ring_head_ = 0;
+  size_t ring_count_ = 0;
+  uint64_t ring_end_;
+  // Everything else, a min-heap by sequence number (std::push_heap order).
   std::vector<std::unique_ptr<UserMessageEvent>> heap_;
   uint64_t next_sequence_num_;
   size_t total_queued_bytes_ = 0;
