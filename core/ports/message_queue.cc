@@ -25,7 +25,9 @@ MessageQueue::MessageQueue(uint64_t next_sequence_num)
 
 MessageQueue::~MessageQueue() = default;
 
-uint64_t MessageQueue::RingNextNumber() const {
+// The helpers are defined before their callers so that the per-message path
+// compiles to straight-line code.
+inline uint64_t MessageQueue::RingNextNumber() const {
   if (ring_count_ != 0)
     return ring_end_;
   // An empty ring restarts at the next number expected, unless that message
@@ -33,7 +35,7 @@ uint64_t MessageQueue::RingNextNumber() const {
   return std::max(ring_end_, next_sequence_num_);
 }
 
-bool MessageQueue::HeadIsInRing() const {
+inline bool MessageQueue::HeadIsInRing() const {
   if (ring_count_ == 0)
     return false;
   return heap_.empty() ||
@@ -41,12 +43,15 @@ bool MessageQueue::HeadIsInRing() const {
 }
 
 bool MessageQueue::HasNextMessage() const {
+  if (heap_.empty())
+    return ring_count_ != 0 && ring_end_ - ring_count_ == next_sequence_num_;
   if (HeadIsInRing())
     return ring_end_ - ring_count_ == next_sequence_num_;
-  return !heap_.empty() && heap_.front()->sequence_num() == next_sequence_num_;
+  return heap_.front()->sequence_num() == next_sequence_num_;
 }
 
-void MessageQueue::PushRing(std::unique_ptr<UserMessageEvent> message) {
+inline void MessageQueue::PushRing(
+    std::unique_ptr<UserMessageEvent>&& message) {
   if (ring_count_ == ring_.size())
     GrowRing();
   ring_end_ = message->sequence_num() + 1;
@@ -54,15 +59,14 @@ void MessageQueue::PushRing(std::unique_ptr<UserMessageEvent> message) {
   ++ring_count_;
 }
 
-std::unique_ptr<UserMessageEvent> MessageQueue::PopRing() {
-  std::unique_ptr<UserMessageEvent> message = std::move(ring_[ring_head_]);
+inline void MessageQueue::PopRing(std::unique_ptr<UserMessageEvent>* message) {
+  *message = std::move(ring_[ring_head_]);
   ring_head_ = (ring_head_ + 1) & (ring_.size() - 1);
   if (--ring_count_ == 0) {
     ring_head_ = 0;
     if (ring_.size() > kKeepCapacity)
       std::vector<std::unique_ptr<UserMessageEvent>>().swap(ring_);
   }
-  return message;
 }
 
 void MessageQueue::GrowRing() {
@@ -84,22 +88,20 @@ void MessageQueue::MergeHeapIntoRing() {
     heap_.shrink_to_fit();
 }
 
-void MessageQueue::GetNextMessage(std::unique_ptr<UserMessageEvent>* message,
-                                  MessageFilter* filter) {
-  if (!HasNextMessage()) {
-    message->reset();
-    return;
-  }
+void MessageQueue::GetNextMessageWithHeap(
+    std::unique_ptr<UserMessageEvent>* message,
+    MessageFilter* filter) {
   // On a tie (a duplicate number) the ring's entry goes first.
   bool from_ring = HeadIsInRing();
-  const UserMessageEvent& head =
-      from_ring ? *ring_[ring_head_] : *heap_.front();
-  if (filter && !filter->Match(head)) {
+  bool ready = from_ring ? ring_end_ - ring_count_ == next_sequence_num_
+                         : heap_.front()->sequence_num() == next_sequence_num_;
+  if (!ready || (filter && !filter->Match(from_ring ? *ring_[ring_head_]
+                                                    : *heap_.front()))) {
     message->reset();
     return;
   }
   if (from_ring) {
-    *message = PopRing();
+    PopRing(message);
   } else {
     std::pop_heap(heap_.begin(), heap_.end(), LaterMessage);
     *message = std::move(heap_.back());
@@ -110,17 +112,43 @@ void MessageQueue::GetNextMessage(std::unique_ptr<UserMessageEvent>* message,
   total_queued_bytes_ -= (*message)->GetSizeIfSerialized();
 }
 
-void MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent> message,
-                                 bool* has_next_message) {
-  total_queued_bytes_ += message->GetSizeIfSerialized();
+void MessageQueue::GetNextMessage(std::unique_ptr<UserMessageEvent>* message,
+                                  MessageFilter* filter) {
+  if (!heap_.empty()) {
+    GetNextMessageWithHeap(message, filter);
+    return;
+  }
+  // Everything is in the ring: the in-order steady state.
+  if (ring_count_ == 0 || ring_end_ - ring_count_ != next_sequence_num_ ||
+      (filter && !filter->Match(*ring_[ring_head_]))) {
+    message->reset();
+    return;
+  }
+  PopRing(message);
+  total_queued_bytes_ -= (*message)->GetSizeIfSerialized();
+}
+
+void MessageQueue::AcceptMessageWithHeap(
+    std::unique_ptr<UserMessageEvent>&& message) {
   if (message->sequence_num() == RingNextNumber()) {
     PushRing(std::move(message));
-    if (!heap_.empty())
-      MergeHeapIntoRing();
+    MergeHeapIntoRing();
   } else {
     heap_.push_back(std::move(message));
     std::push_heap(heap_.begin(), heap_.end(), LaterMessage);
   }
+}
+
+void MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent> message,
+                                 bool* has_next_message) {
+  total_queued_bytes_ += message->GetSizeIfSerialized();
+  if (heap_.empty() && message->sequence_num() == RingNextNumber()) {
+    PushRing(std::move(message));
+    *has_next_message =
+        signalable_ && ring_end_ - ring_count_ == next_sequence_num_;
+    return;
+  }
+  AcceptMessageWithHeap(std::move(message));
   *has_next_message = signalable_ && HasNextMessage();
 }
 
@@ -180,8 +208,10 @@ void MessageQueue::TakeMessagesAfter(
 void MessageQueue::TakeAllMessages(
     std::vector<std::unique_ptr<UserMessageEvent>>* messages) {
   ring_end_ -= ring_count_;
-  while (ring_count_ != 0)
-    messages->push_back(PopRing());
+  while (ring_count_ != 0) {
+    messages->emplace_back();
+    PopRing(&messages->back());
+  }
   for (auto& message : heap_)
     messages->push_back(std::move(message));
   heap_.clear();

@@ -90,11 +90,15 @@ class MessageQueue {
   uint64_t RingNextNumber() const;
   // Whether the head of the queue is the ring's front (else the heap's top).
   bool HeadIsInRing() const;
-  void PushRing(std::unique_ptr<UserMessageEvent> message);
-  std::unique_ptr<UserMessageEvent> PopRing();
+  void PushRing(std::unique_ptr<UserMessageEvent>&& message);
+  void PopRing(std::unique_ptr<UserMessageEvent>* message);
   void GrowRing();
   // Moves heap entries that continue the ring into it.
   void MergeHeapIntoRing();
+  // The general cases of the two calls, with the heap non-empty.
+  void GetNextMessageWithHeap(std::unique_ptr<UserMessageEvent>* message,
+                              MessageFilter* filter);
+  void AcceptMessageWithHeap(std::unique_ptr<UserMessageEvent>&& message);
 
   // The in-order run: entry i < ring_count_ is at
   // ring_[(ring_head_ + i) & (ring_.size() - 1)] and carries number
