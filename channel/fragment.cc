@@ -66,8 +66,8 @@ std::vector<std::vector<uint8_t>> SplitIntoFragments(
   return out;
 }
 
-FragmentAssembler::FragmentAssembler(uint64_t max_message_bytes)
-    : max_message_bytes_(max_message_bytes) {}
+FragmentAssembler::FragmentAssembler(uint64_t max_message_bytes, Mode mode)
+    : max_message_bytes_(max_message_bytes), mode_(mode) {}
 
 Result<bool> FragmentAssembler::Accept(std::span<const uint8_t> payload,
                                        uint16_t flags) {
@@ -100,7 +100,17 @@ Result<bool> FragmentAssembler::Accept(std::span<const uint8_t> payload,
     }
     // Charged up front: the limit above bounds what one peer can make us
     // hold, and a link carries one stream at a time.
-    buffer_.assign(header.total, 0);
+    // Split mode: the first kPrefix bytes go to the head until they tell
+    // where the user payload starts (usually within the first fragment).
+    head_size_ = mode_ == Mode::kSplitUserPayload && header.total >= kPrefix
+                     ? kPrefix
+                     : 0;
+    head_decided_ = head_size_ == 0;
+    head_.clear();
+    body_.clear();
+    head_.reserve(head_size_);
+    body_.reserve(header.total - head_size_);
+    total_ = header.total;
     filled_ = 0;
     open_ = true;
   } else {
@@ -109,13 +119,13 @@ Result<bool> FragmentAssembler::Accept(std::span<const uint8_t> payload,
           "a new fragment stream before the old one finished (%llu of %llu "
           "bytes)",
           static_cast<unsigned long long>(filled_),
-          static_cast<unsigned long long>(buffer_.size())));
+          static_cast<unsigned long long>(total_)));
     }
-    if (header.total != buffer_.size()) {
+    if (header.total != total_) {
       return ProtocolViolationError(StrFormat(
           "fragment announces a total of %llu bytes inside a stream of %llu",
           static_cast<unsigned long long>(header.total),
-          static_cast<unsigned long long>(buffer_.size())));
+          static_cast<unsigned long long>(total_)));
     }
     if (header.offset != filled_) {
       return ProtocolViolationError(StrFormat(
@@ -133,10 +143,29 @@ Result<bool> FragmentAssembler::Accept(std::span<const uint8_t> payload,
           static_cast<unsigned long long>(header.total)));
     }
   }
-  std::memcpy(buffer_.data() + filled_, payload.data() + kFragmentHeaderSize,
-              length);
-  filled_ += length;
-  if (filled_ == buffer_.size()) {
+  const uint8_t* data = payload.data() + kFragmentHeaderSize;
+  uint64_t rest = length;
+  while (rest > 0 && filled_ < head_size_) {
+    const uint64_t to_head =
+        rest < head_size_ - filled_ ? rest : head_size_ - filled_;
+    head_.insert(head_.end(), data, data + to_head);
+    data += to_head;
+    rest -= to_head;
+    filled_ += to_head;
+    if (!head_decided_ && filled_ == kPrefix) {
+      head_decided_ = true;
+      // 0 (not a UserMessage, or ports that cannot fit): the head stays
+      // at kPrefix bytes and the decoder joins the parts.
+      const size_t offset = ports::Event::UserPayloadOffset(head_, total_);
+      if (offset > head_size_) {
+        head_size_ = offset;
+        head_.reserve(head_size_);
+      }
+    }
+  }
+  body_.insert(body_.end(), data, data + rest);
+  filled_ += rest;
+  if (filled_ == total_) {
     complete_ = true;
     return true;
   }
@@ -144,12 +173,28 @@ Result<bool> FragmentAssembler::Accept(std::span<const uint8_t> payload,
 }
 
 std::vector<uint8_t> FragmentAssembler::TakeMessage() {
-  std::vector<uint8_t> out = std::move(buffer_);
-  buffer_.clear();
+  Parts parts = TakeParts();
+  if (parts.head.empty())
+    return std::move(parts.body);
+  parts.head.insert(parts.head.end(), parts.body.begin(), parts.body.end());
+  return std::move(parts.head);
+}
+
+FragmentAssembler::Parts FragmentAssembler::TakeParts() {
+  Parts out{std::move(head_), std::move(body_)};
+  Reset();
+  return out;
+}
+
+void FragmentAssembler::Reset() {
+  head_.clear();
+  body_.clear();
+  head_size_ = 0;
+  head_decided_ = true;
+  total_ = 0;
   open_ = false;
   complete_ = false;
   filled_ = 0;
-  return out;
 }
 
 Status FragmentAssembler::CheckNoStreamOpen(const char* what) const {
@@ -158,7 +203,7 @@ Status FragmentAssembler::CheckNoStreamOpen(const char* what) const {
   return ProtocolViolationError(
       StrFormat("%s in the middle of a fragment stream (%llu of %llu bytes)",
                 what, static_cast<unsigned long long>(filled_),
-                static_cast<unsigned long long>(buffer_.size())));
+                static_cast<unsigned long long>(total_)));
 }
 
 }  // namespace shmports::channel

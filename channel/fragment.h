@@ -35,8 +35,13 @@
 //
 // Memory: the receiver allocates `total` bytes when the first fragment
 // arrives (charged up front against the sending peer's budget; the limit on
-// total bounds it, and a link carries one stream at a time) and copies each
-// fragment's data into it once.
+// total bounds it, and a link carries one stream at a time, without zeroing
+// them) and copies each fragment's data into it once. In split mode the
+// block is two: the serialised UserMessage up to its user payload (`head`,
+// where ports::Event::UserPayloadOffset says from the first fragment) and
+// the user payload itself (`body`), which the decoder adopts as the
+// message's payload (ports::Event::Deserialize(head, body, ...)): the bytes
+// are copied out of the ring once and never again on their way to the user.
 //
 // Thread-safety: FragmentAssembler is single-threaded (the Router's io
 // thread owns one per link); the free functions work on values.
@@ -49,6 +54,7 @@
 #include <vector>
 
 #include "core/base/status.h"
+#include "core/ports/event.h"
 
 namespace shmports::channel {
 
@@ -88,8 +94,16 @@ std::vector<std::vector<uint8_t>> SplitIntoFragments(
 // Receiver side of the fragment streams of one link.
 class FragmentAssembler {
  public:
+  enum class Mode {
+    // TakeMessage: one contiguous buffer.
+    kWhole,
+    // TakeParts: a UserMessage's user payload in a buffer of its own.
+    kSplitUserPayload,
+  };
+
   // `max_message_bytes`: the largest `total` accepted.
-  explicit FragmentAssembler(uint64_t max_message_bytes);
+  explicit FragmentAssembler(uint64_t max_message_bytes,
+                             Mode mode = Mode::kWhole);
 
   // Takes one fragment frame (its payload and frame flags). Ok(true): the
   // stream is complete and TakeMessage() returns it; Ok(false): more
@@ -97,8 +111,18 @@ class FragmentAssembler {
   // assembler is then unusable: the caller drops the peer).
   Result<bool> Accept(std::span<const uint8_t> payload, uint16_t flags = 0);
 
-  // The completed message; the assembler is then idle again.
+  // The completed message; the assembler is then idle again. (In split mode
+  // the parts are joined: a copy.)
   std::vector<uint8_t> TakeMessage();
+
+  // The completed message as `head` followed by `body` (kWhole: head is
+  // empty); the assembler is then idle again. Which bytes form the head
+  // only decides where the buffers are cut; nothing is judged here.
+  struct Parts {
+    std::vector<uint8_t> head;
+    std::vector<uint8_t> body;
+  };
+  Parts TakeParts();
 
   // kProtocolViolation if a stream is open (a whole frame of another kind
   // may not interrupt it); `what` names the interrupting frame.
@@ -106,14 +130,29 @@ class FragmentAssembler {
 
   bool stream_open() const { return open_; }
   // Bytes allocated for the open stream (its total), 0 when idle.
-  uint64_t charged_bytes() const { return open_ ? buffer_.size() : 0; }
+  uint64_t charged_bytes() const { return open_ ? total_ : 0; }
 
  private:
+  void Reset();
+
   const uint64_t max_message_bytes_;
+  const Mode mode_;
   bool open_ = false;
   bool complete_ = false;
+  uint64_t total_ = 0;
   uint64_t filled_ = 0;
-  std::vector<uint8_t> buffer_;
+  // Split mode reads the UserMessage header and fixed payload first.
+  static constexpr size_t kPrefix =
+      ports::kEventHeaderSize + ports::kUserMessageFixedSize;
+
+  // The first head_size_ bytes of the stream go to head_, the rest to body_
+  // (both reserved up front, filled by appending: never zeroed). Until
+  // head_decided_, head_size_ is kPrefix and may grow once those bytes are
+  // in.
+  size_t head_size_ = 0;
+  bool head_decided_ = true;
+  std::vector<uint8_t> head_;
+  std::vector<uint8_t> body_;
 };
 
 }  // namespace shmports::channel

@@ -87,10 +87,13 @@ size_t FixedPayloadSize(EventType type) {
   return 0;
 }
 
+// `payload` is the event's payload; with `adopt` non-null it ends where the
+// user payload starts, and *adopt is the user payload.
 Result<ScopedEvent> DeserializeUserMessage(const PortName& port_name,
                                            const PortName& from_port,
                                            uint64_t control_sequence_num,
-                                           std::span<const uint8_t> payload) {
+                                           std::span<const uint8_t> payload,
+                                           std::vector<uint8_t>* adopt) {
   const uint8_t* p = payload.data();
   uint64_t sequence_num = GetU64(p);
   uint64_t num_ports = GetU32(p + 8);
@@ -121,11 +124,10 @@ Result<ScopedEvent> DeserializeUserMessage(const PortName& port_name,
     event->ports()[i] = GetName<PortName>(names + i * 16);
   }
   size_t used = kUserMessageFixedSize + num_ports * kSerializedPortSize;
-  std::span<const uint8_t> user_bytes = payload.subspan(used);
-  uint8_t* dest = event->message().Resize(user_bytes.size());
-  if (!user_bytes.empty()) {
-    std::memcpy(dest, user_bytes.data(), user_bytes.size());
-  }
+  if (adopt != nullptr)
+    event->message().Adopt(std::move(*adopt));
+  else
+    event->message().Assign(payload.subspan(used));
   return ScopedEvent(std::move(event));
 }
 
@@ -169,13 +171,84 @@ Status Event::Serialize(std::span<uint8_t> out) const {
   PutName(p + 24, from_port_);
   PutU64(p + 40, control_sequence_num_);
   SerializePayload(p + kEventHeaderSize);
+  std::span<const uint8_t> trailing = TrailingBytes();
+  if (!trailing.empty())
+    std::memcpy(p + size - trailing.size(), trailing.data(), trailing.size());
   return Status();
 }
 
 std::vector<uint8_t> Event::SerializeToVector() const {
-  std::vector<uint8_t> out(GetSerializedSize());
-  (void)Serialize(out);  // Sized above: cannot fail.
+  const size_t size = GetSerializedSize();
+  std::span<const uint8_t> trailing = TrailingBytes();
+  std::vector<uint8_t> out;
+  out.reserve(size);
+  // The header and fixed payload are small: zeroed, then written; the
+  // trailing bytes are appended into the reserved block, written once.
+  out.resize(size - trailing.size());
+  uint8_t* p = out.data();
+  PutU32(p, static_cast<uint32_t>(type_));
+  PutU32(p + 4, 0);
+  PutName(p + 8, port_name_);
+  PutName(p + 24, from_port_);
+  PutU64(p + 40, control_sequence_num_);
+  SerializePayload(p + kEventHeaderSize);
+  out.insert(out.end(), trailing.begin(), trailing.end());
   return out;
+}
+
+size_t Event::UserPayloadOffset(std::span<const uint8_t> prefix,
+                                uint64_t total) {
+  constexpr size_t kFixedEnd = kEventHeaderSize + kUserMessageFixedSize;
+  if (prefix.size() < kFixedEnd || total < kFixedEnd ||
+      GetU32(prefix.data()) != static_cast<uint32_t>(EventType::kUserMessage)) {
+    return 0;
+  }
+  const uint64_t num_ports = GetU32(prefix.data() + kEventHeaderSize + 8);
+  // As in DeserializeUserMessage: compare before multiplying.
+  if (num_ports > (total - kFixedEnd) / kSerializedPortSize)
+    return 0;
+  return kFixedEnd + static_cast<size_t>(num_ports) * kSerializedPortSize;
+}
+
+Result<ScopedEvent> Event::Deserialize(
+    std::span<const uint8_t> head,
+    std::vector<uint8_t>&& body,
+    uint16_t negotiated_minor,
+    std::span<const uint16_t> introduced_in_minor) {
+  if (head.empty()) {
+    // Nothing split off: no payload boundary to adopt at.
+    return Deserialize(std::span<const uint8_t>(body), negotiated_minor,
+                       introduced_in_minor);
+  }
+  if (head.size() != UserPayloadOffset(head, head.size() + body.size())) {
+    std::vector<uint8_t> joined;
+    joined.reserve(head.size() + body.size());
+    joined.insert(joined.end(), head.begin(), head.end());
+    joined.insert(joined.end(), body.begin(), body.end());
+    return Deserialize(std::span<const uint8_t>(joined), negotiated_minor,
+                       introduced_in_minor);
+  }
+  // A UserMessage whose header, fixed payload and ports are all of `head`:
+  // the same checks as the joined bytes get, then the payload is adopted.
+  // (The ports fit in `head`, so refusal 4 cannot apply; refusal 5 is
+  // judged by DeserializeUserMessage on `head`.)
+  const uint8_t* p = head.data();
+  const uint32_t raw_type = GetU32(p);
+  if (raw_type >= introduced_in_minor.size()) {
+    return ProtocolViolationError(
+        StrFormat("event type %u is unknown within protocol minor %u", raw_type,
+                  static_cast<unsigned>(negotiated_minor)));
+  }
+  if (introduced_in_minor[raw_type] > negotiated_minor) {
+    return NotFoundError(StrFormat(
+        "event type %u belongs to protocol minor %u, above the negotiated "
+        "%u",
+        raw_type, static_cast<unsigned>(introduced_in_minor[raw_type]),
+        static_cast<unsigned>(negotiated_minor)));
+  }
+  return DeserializeUserMessage(GetName<PortName>(p + 8),
+                                GetName<PortName>(p + 24), GetU64(p + 40),
+                                head.subspan(kEventHeaderSize), &body);
 }
 
 Result<ScopedEvent> Event::Deserialize(
@@ -226,7 +299,7 @@ Result<ScopedEvent> Event::Deserialize(std::span<const uint8_t> bytes) {
   switch (type) {
     case EventType::kUserMessage:
       return DeserializeUserMessage(port_name, from_port, control_sequence_num,
-                                    payload);
+                                    payload, nullptr);
     case EventType::kPortAccepted:
       return ScopedEvent(std::make_unique<PortAcceptedEvent>(
           port_name, from_port, control_sequence_num));
@@ -298,9 +371,7 @@ void UserMessageEvent::SerializePayload(uint8_t* out) const {
     PutDescriptor(descriptors + i * kPortDescriptorSize, port_descriptors_[i]);
     PutName(names + i * 16, ports_[i]);
   }
-  if (!message_.empty()) {
-    std::memcpy(names + ports_.size() * 16, message_.data(), message_.size());
-  }
+  // The user payload follows: TrailingBytes().
 }
 
 PortAcceptedEvent::PortAcceptedEvent(const PortName& port_name,

@@ -143,6 +143,27 @@ class Event {
       std::span<const uint16_t> introduced_in_minor =
           std::span<const uint16_t>(kEventTypeIntroducedInMinor));
 
+  // As Deserialize(bytes, negotiated_minor, introduced_in_minor) for the
+  // bytes `head` followed by `body` (every refusal is the same). `body` is
+  // given up: when `head` ends exactly where a UserMessage's user payload
+  // starts (see UserPayloadOffset), the message adopts `body` as its payload
+  // without a copy; otherwise the bytes are joined and decoded as above.
+  static Result<ScopedEvent> Deserialize(
+      std::span<const uint8_t> head,
+      std::vector<uint8_t>&& body,
+      uint16_t negotiated_minor,
+      std::span<const uint16_t> introduced_in_minor =
+          std::span<const uint16_t>(kEventTypeIntroducedInMinor));
+
+  // Where the user payload of a serialised UserMessage of `total` bytes
+  // starts, read from its first bytes `prefix` (header and fixed payload):
+  // kEventHeaderSize + kUserMessageFixedSize + num_ports × 112. 0 when
+  // `prefix` is too short to tell, the type is not UserMessage, or the
+  // claimed ports do not fit in `total` (the decoder then refuses the event
+  // whatever its split). Reads nothing beyond `prefix`; trusts nothing.
+  static size_t UserPayloadOffset(std::span<const uint8_t> prefix,
+                                  uint64_t total);
+
   // A copy for NodeDelegate::BroadcastEvent: only the untargeted
   // ObserveProxy (invalid port_name) may be broadcast; null for anything else.
   virtual ScopedEvent CloneForBroadcast() const { return nullptr; }
@@ -154,6 +175,8 @@ class Event {
   // Writes GetSerializedSize() bytes; `out` must be at least that large
   // (kInvalidArgument otherwise, nothing written).
   Status Serialize(std::span<uint8_t> out) const;
+  // The same bytes in a new vector, each written once (the block is not
+  // zeroed first).
   std::vector<uint8_t> SerializeToVector() const;
 
   EventType type() const { return type_; }
@@ -174,8 +197,12 @@ class Event {
         from_port_(from_port),
         control_sequence_num_(control_sequence_num) {}
 
+  // GetPayloadSize() includes the trailing bytes; SerializePayload writes
+  // the payload up to them (Serialize appends them).
   virtual size_t GetPayloadSize() const = 0;
   virtual void SerializePayload(uint8_t* out) const = 0;
+  // Bytes that end the payload verbatim (a UserMessage's user payload).
+  virtual std::span<const uint8_t> TrailingBytes() const { return {}; }
 
  private:
   const EventType type_;
@@ -224,6 +251,9 @@ class UserMessageEvent : public Event {
   friend class Event;
   size_t GetPayloadSize() const override;
   void SerializePayload(uint8_t* out) const override;
+  std::span<const uint8_t> TrailingBytes() const override {
+    return message_.bytes();
+  }
 
   uint64_t sequence_num_ = 0;
   std::vector<PortName> ports_;
