@@ -162,31 +162,46 @@ void Pipe::Close() {
   state_.reset();
 }
 
-Result<PipeMessage> Pipe::Receive() {
-  if (!state_)
-    return ClosedPipeError("receive");
-  const std::shared_ptr<api_internal::ProcessCore>& core = state_->core;
+namespace {
+
+// One look at the port, for Receive() and the waiting loop: the message or
+// an error, or nullopt when nothing is queued — no Status is built then, so
+// a spinning waiter's empty poll allocates nothing.
+std::optional<Result<PipeMessage>> PollPort(PipeState& state) {
+  const std::shared_ptr<api_internal::ProcessCore>& core = state.core;
   CoreUse use(core.get());
   if (!use.ok())
     return use.status().WithContext("receive");
   std::unique_ptr<ports::UserMessageEvent> event;
-  int rv = core->process->node().GetMessage(state_->port, &event, nullptr);
+  int rv = core->process->node().GetMessage(state.port, &event, nullptr);
   if (rv == ports::ERROR_PORT_PEER_CLOSED)
     return PeerClosedError("receive: the other end of the pipe is closed");
   if (rv != ports::OK)
     return ports::ErrorToStatus(rv, "receive");
   if (!event)
-    return UnavailableError("receive: no message queued");
+    return std::nullopt;
   PipeMessage out;
-  std::span<const uint8_t> bytes = event->message().bytes();
-  out.bytes.assign(bytes.begin(), bytes.end());
+  // The event is ours: a large payload's block (for a fragmented message,
+  // the one the fragments were reassembled in) becomes the user's bytes.
+  out.bytes = event->message().TakeBytes();
   out.pipes.reserve(event->num_ports());
   for (size_t i = 0; i < event->num_ports(); ++i) {
     ports::PortRef ref;
     if (core->process->node().GetPort(event->ports()[i], &ref) == ports::OK)
       out.pipes.push_back(core->WrapPort(core, ref));
   }
-  return out;
+  return Result<PipeMessage>(std::move(out));
+}
+
+}  // namespace
+
+Result<PipeMessage> Pipe::Receive() {
+  if (!state_)
+    return ClosedPipeError("receive");
+  std::optional<Result<PipeMessage>> r = PollPort(*state_);
+  if (!r)
+    return UnavailableError("receive: no message queued");
+  return std::move(*r);
 }
 
 Result<PipeMessage> Pipe::Receive(std::chrono::nanoseconds timeout,
@@ -318,9 +333,18 @@ Result<PipeMessage> Pipe::Receive(std::chrono::steady_clock::time_point when,
         "receive with a deadline waits, and may not run on the io thread "
         "(inside a readable callback); use Receive() there");
   }
+  using Clock = std::chrono::steady_clock;
   const Deadline deadline = Deadline::At(when);
-  const Deadline spin_until =
-      mode == WaitMode::kDefault ? Deadline::In(kSpinBudget) : Deadline::Now();
+  // While spinning the clock is read on the first empty poll and then every
+  // kPollsPerClockRead-th (a poll is well under 0.5 µs, so a deadline or the
+  // spin budget is overrun by a few µs at most); before every sleep it is
+  // read as before.
+  constexpr uint32_t kPollsPerClockRead = 8;
+  bool spinning = mode != WaitMode::kBlocking;
+  const Clock::time_point spin_until = mode == WaitMode::kDefault
+                                           ? Clock::now() + kSpinBudget
+                                           : Clock::time_point::max();
+  uint32_t empty_polls = 0;
   TokenWait token(state);
   bool try_take = true;
   for (;;) {
@@ -345,12 +369,19 @@ Result<PipeMessage> Pipe::Receive(std::chrono::steady_clock::time_point when,
       }
       token.Drain();
     }
-    Result<PipeMessage> r = Receive();
-    if (r.ok() || r.status().code() != StatusCode::kUnavailable)
-      return r;
-    if (deadline.Expired())
-      return UnavailableError("receive: no message before the deadline");
-    if (mode == WaitMode::kBusyPoll || !spin_until.Expired())
+    std::optional<Result<PipeMessage>> r = PollPort(*state);
+    if (r)
+      return std::move(*r);
+    if (spinning && empty_polls++ % kPollsPerClockRead != 0)
+      continue;
+    if (!deadline.is_infinite() || (spinning && mode == WaitMode::kDefault)) {
+      const Clock::time_point now = Clock::now();
+      if (now >= deadline.when())
+        return UnavailableError("receive: no message before the deadline");
+      if (now >= spin_until)
+        spinning = false;
+    }
+    if (spinning)
       continue;
     token.Sleep(seen, deadline);
   }
