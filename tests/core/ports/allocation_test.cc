@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <new>
 #include <vector>
 
+#include "core/ports/message_queue.h"
 #include "core/ports/node.h"
 #include "core/ports/node_delegate.h"
 
@@ -308,6 +310,95 @@ TEST_F(LocalPairAllocationTest, QueuedBurstAllocatesOnlyTheEvents) {
   for (int i = 0; i < 100; ++i)
     burst();
   EXPECT_LE(Allocations() - before, uint64_t{100} * kBurst);
+}
+
+// MessageQueue on its own, its events made once and reused: after warm-up
+// neither an in-order burst (the ring) nor one with swapped pairs (the heap
+// and the merge back) allocates, and the storage a large burst grew is given
+// back once it drains.
+class MessageQueueAllocationTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kLargeBurst = 20000;
+
+  void SetUp() override {
+    std::array<uint8_t, 64> payload;
+    payload.fill(0x5A);
+    for (size_t i = 0; i < kLargeBurst; ++i) {
+      events_.push_back(std::make_unique<UserMessageEvent>(0));
+      events_.back()->message().Assign(payload);
+    }
+  }
+
+  // Offsets 0..n-1 in order, or with pairs (4, 5), (20, 21), ... swapped.
+  static std::vector<uint64_t> Order(size_t n, bool swap_pairs) {
+    std::vector<uint64_t> order(n);
+    for (size_t i = 0; i < n; ++i)
+      order[i] = i;
+    for (size_t i = 4; swap_pairs && i + 1 < n; i += 16)
+      std::swap(order[i], order[i + 1]);
+    return order;
+  }
+
+  // Accepts events_[0..order.size()) numbered in `order`, then reads them
+  // all back into events_.
+  void Burst(const std::vector<uint64_t>& order) {
+    uint64_t base = queue_.next_sequence_num();
+    for (size_t i = 0; i < order.size(); ++i) {
+      events_[i]->set_sequence_num(base + order[i]);
+      bool has_next = false;
+      queue_.AcceptMessage(std::move(events_[i]), &has_next);
+    }
+    for (size_t i = 0; i < order.size(); ++i) {
+      queue_.GetNextMessage(&events_[i], nullptr);
+      ASSERT_TRUE(events_[i]) << i;
+      queue_.MessageProcessed();
+    }
+  }
+
+  std::vector<std::unique_ptr<UserMessageEvent>> events_;
+  MessageQueue queue_;
+};
+
+TEST_F(MessageQueueAllocationTest, SteadyStateAllocatesNothing) {
+  const std::vector<uint64_t> one = Order(1, false);
+  const std::vector<uint64_t> in_order = Order(256, false);
+  const std::vector<uint64_t> swapped = Order(256, true);
+  Burst(in_order);
+  Burst(swapped);
+  uint64_t before = Allocations();
+  for (int i = 0; i < 100; ++i) {
+    Burst(one);
+    Burst(in_order);
+    Burst(swapped);
+  }
+  EXPECT_EQ(0u, Allocations() - before);
+}
+
+TEST_F(MessageQueueAllocationTest, LargeBurstStorageIsGivenBack) {
+  for (bool reversed_slice : {false, true}) {
+    SCOPED_TRACE(reversed_slice ? "half the burst out of order"
+                                : "burst in order");
+    std::vector<uint64_t> order = Order(kLargeBurst, true);
+    if (reversed_slice)
+      std::reverse(order.begin() + 100, order.begin() + kLargeBurst / 2);
+    int64_t before = LiveBytes();
+    uint64_t base = queue_.next_sequence_num();
+    for (size_t i = 0; i < order.size(); ++i) {
+      events_[i]->set_sequence_num(base + order[i]);
+      bool has_next = false;
+      queue_.AcceptMessage(std::move(events_[i]), &has_next);
+    }
+    // The counter sees what the queue holds for the burst...
+    EXPECT_GT(LiveBytes() - before, int64_t{64} * 1024);
+    for (size_t i = 0; i < order.size(); ++i) {
+      queue_.GetNextMessage(&events_[i], nullptr);
+      ASSERT_TRUE(events_[i]) << i;
+      queue_.MessageProcessed();
+    }
+    // ... and little of it is left (the small capacities kept for the
+    // steady state).
+    EXPECT_LT(LiveBytes() - before, int64_t{40} * 1024);
+  }
 }
 
 }  // namespace
