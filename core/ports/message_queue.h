@@ -79,7 +79,8 @@ class MessageQueue {
 
   // The highest sequence number up to which every message has been taken
   // or is queued (next_sequence_num() - 1 when the next one is missing).
-  // Linear in the queue plus a sort; for the node-loss path, not hot.
+  // Allocates and sorts one entry per out-of-order message (the in-order run
+  // counts as one); for the node-loss path, not hot.
   uint64_t LastContiguousSequenceNum() const;
 
   size_t queued_message_count() const { return ring_count_ + heap_.size(); }
