@@ -105,7 +105,10 @@ bool CanAcceptMoreMessages(const Port* port) {
     if (port->peer_lost_unexpectedly) {
       return port->message_queue.HasNextMessage();
     }
-    if (port->last_sequence_num_to_receive == next_sequence_num - 1) {
+    // At or past the end: past it only on a route that was cut, where the
+    // end was fixed before messages still in flight arrived (they are not
+    // taken), or after a lie about the end — either way nothing more comes.
+    if (next_sequence_num - 1 >= port->last_sequence_num_to_receive) {
       return false;
     }
   }
@@ -235,6 +238,7 @@ int Node::ClosePort(const PortRef& port_ref) {
   uint64_t last_sequence_num = 0;
   uint64_t sequence_num = 0;
   bool was_initialized = false;
+  NodeName prev_node_name;
   {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
@@ -245,6 +249,8 @@ int Node::ClosePort(const PortRef& port_ref) {
       case Port::kReceiving:
         was_initialized = true;
         port->state = Port::kClosed;
+        if (port->peer_lost_unexpectedly)
+          prev_node_name = port->prev_node_name;
         // The peer may consume everything we sent before it sees closure.
         last_sequence_num = port->next_sequence_num_to_send - 1;
         peer_node_name = port->peer_node_name;
@@ -264,6 +270,8 @@ int Node::ClosePort(const PortRef& port_ref) {
         peer_node_name,
         std::make_unique<ObserveClosureEvent>(peer_port_name, port_ref.name(),
                                               sequence_num, last_sequence_num));
+    if (prev_node_name.is_valid())
+      AnnounceClosedPortToPrevious(port_ref.name(), prev_node_name);
     ClosePortsInMessages(undelivered_messages);
     ClosePendingMessagePorts(pending_messages);
   }
@@ -863,6 +871,17 @@ AcceptResult Node::OnObserveClosure(
   {
     SinglePortLocker locker(&port_ref);
     Port* port = locker.port();
+    // A second closure comes only after a route was cut: a proxy whose
+    // previous peer was lost named where its stream ends, and the closed
+    // end, which cannot know that, names messages that died with the lost
+    // node. They never come: keep the lower end, or the port would wait
+    // for them and never report its peer closed.
+    const bool was_peer_closed = port->peer_closed;
+    bool pass_along = true;
+    if (was_peer_closed && !port->peer_lost_unexpectedly &&
+        port->last_sequence_num_to_receive < event->last_sequence_num()) {
+      event->set_last_sequence_num(port->last_sequence_num_to_receive);
+    }
     port->peer_closed = true;
     port->last_sequence_num_to_receive = event->last_sequence_num();
     if (port->state == Port::kReceiving) {
@@ -873,6 +892,11 @@ AcceptResult Node::OnObserveClosure(
       // Closure acknowledges everything we sent.
       port->last_sequence_num_acknowledged =
           port->next_sequence_num_to_send - 1;
+      // A port already peer-closed has told its route its last message
+      // (passing the first closure on, or as the end whose previous peer
+      // was lost), or its peer is gone. On a cut route its peer can be a
+      // live port that passes this back: two ports would bounce it forever.
+      pass_along = !was_peer_closed;
     } else if (port->state == Port::kClosed) {
       // The answer a zombie was waiting for.
       erase_port = true;
@@ -882,7 +906,8 @@ AcceptResult Node::OnObserveClosure(
         try_remove_proxy = true;
     }
     peer_node_name = port->peer_node_name;
-    to_send = PassAlongRoute(port_ref.name(), port, std::move(event));
+    if (pass_along)
+      to_send = PassAlongRoute(port_ref.name(), port, std::move(event));
   }
   if (try_remove_proxy)
     TryRemoveProxy(port_ref);
@@ -991,6 +1016,7 @@ AcceptResult Node::OnUpdatePreviousPeer(
   Port* port = locker.port();
   port->prev_node_name = event->new_node_name();
   port->prev_port_name = event->new_port_name();
+  port->prev_announced_by = from_node;
   // AcceptEvent increments after the handler: the new sender starts at 1.
   port->next_control_sequence_num_to_receive = kInitialSequenceNum - 1;
   if (lost_nodes_.count(port->prev_node_name) != 0) {

@@ -358,6 +358,11 @@ class Node {
   void DestroyAllPortsWithPeer(const NodeName& node_name,
                                const PortName& port_name);
   void DestroyAllPortsWithPrev(const NodeName& node_name);
+  // A closed port whose peer was lost: its closure cannot travel the route
+  // around to the ports that send to it, so its previous peer's node is
+  // told directly, in the dead-proxy notice's form.
+  void AnnounceClosedPortToPrevious(const PortName& port_name,
+                                    const NodeName& prev_node_name);
   // Drops, on every port, the early events the lost `node` left buffered.
   void DiscardEventsFromLostNode(const NodeName& node);
   // One port whose previous peer is on the lost `node_name`.

@@ -165,15 +165,7 @@ void Node::ConvertToProxy(Port* port,
 
   // Buffer until the new port exists (PortAccepted).
   port->state = Port::kBuffering;
-  if (port->peer_lost_unexpectedly) {
-    // The peer's node died: nothing knows where its stream ends, so it ends
-    // with what is here in order (a gap can never be filled now). Without a
-    // fixed end the descriptor would pass on a stale last number — the new
-    // port never reported peer_closed, and this proxy (and the new port's
-    // own, if it moved on) waited forever for messages that never come.
-    port->last_sequence_num_to_receive =
-        port->message_queue.LastContiguousSequenceNum();
-  }
+  port->EndStreamIfPeerLost();
   if (port->peer_closed)
     port->remove_proxy_on_last_message = true;
 
@@ -536,6 +528,8 @@ int Node::MergePortsInternal(const PortRef& port0_ref,
       SwapPortPeers(port0_ref.name(), port0, port1_ref.name(), port1);
       port0->state = Port::kProxying;
       port1->state = Port::kProxying;
+      port0->EndStreamIfPeerLost();
+      port1->EndStreamIfPeerLost();
       original_sequence_number0 = port0->next_control_sequence_num_to_send;
       original_sequence_number1 = port1->next_control_sequence_num_to_send;
       port0->next_control_sequence_num_to_send = kInitialSequenceNum;
@@ -692,7 +686,8 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
       {
         SinglePortLocker locker(&port_ref);
         Port* port = locker.port();
-        if (port->prev_node_name != node_name || port->state == Port::kClosed ||
+        if (!port->PrevLostWith(node_name, name_) ||
+            port->state == Port::kClosed ||
             port->state == Port::kUninitialized) {
           break;
         }
@@ -732,6 +727,20 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
         port->peer_lost_unexpectedly = true;
         port->message_queue.TakeMessagesAfter(last, &unreadable);
         notify = true;
+        // Peer-closed refuses sends, so this end's sending half is over
+        // too: say so to its peer, as closing would. Without it a proxy
+        // between this end and a live peer waits for an ObserveProxyAck
+        // that went toward the lost node, and the peer's own end keeps
+        // sending into a port that will never read again. A later close
+        // sends a second closure naming the same last message; the route
+        // ignores it.
+        if (!already_closed) {
+          closure_target = port->peer_node_name;
+          closure_event = std::make_unique<ObserveClosureEvent>(
+              port->peer_port_name, port_ref.name(),
+              port->next_control_sequence_num_to_send++,
+              port->next_sequence_num_to_send - 1);
+        }
       } else if (already_closed && port->last_sequence_num_to_receive <= last) {
         // Everything the closed peer sent is here: the usual removal.
         try_remove_proxy = port->state == Port::kProxying;
@@ -763,6 +772,31 @@ void Node::OnPreviousPeerLost(const PortRef& port_ref,
     if (notify)
       delegate_->PortStatusChanged(port_ref);
   }
+}
+
+// The ObserveClosure of a port whose peer was lost goes toward the lost part
+// of the route, so it never comes round to the port that sends to this one:
+// that port (or a proxy of it, still waiting for an ObserveProxyAck that went
+// the same way) would wait for good. The dead-proxy notice, sent to the
+// previous peer's node alone, says what is true: nothing reads at this name
+// any more. Only this node may say so of its own port (OnObserveProxy checks
+// the sender), so a peer cannot use it to cut others' routes.
+void Node::AnnounceClosedPortToPrevious(const PortName& port_name,
+                                        const NodeName& prev_node_name) {
+  {
+    MutexLock ports_lock(&ports_lock_);
+    if (lost_nodes_.count(prev_node_name) != 0)
+      return;
+  }
+  if (prev_node_name == name_) {
+    DestroyAllPortsWithPeer(name_, port_name);
+    return;
+  }
+  delegate_->ForwardEvent(
+      prev_node_name,
+      std::make_unique<ObserveProxyEvent>(kInvalidPortName, kInvalidPortName,
+                                          kInvalidSequenceNum, name_, port_name,
+                                          kInvalidNodeName, kInvalidPortName));
 }
 
 void Node::DestroyAllPortsWithPeer(const NodeName& node_name,

@@ -17,6 +17,19 @@ bool Port::IsNextEvent(const NodeName& from_node, const Event& event) const {
          event.control_sequence_num() == next_control_sequence_num_to_receive;
 }
 
+bool Port::PrevLostWith(const NodeName& lost_node, const NodeName& self) const {
+  if (prev_node_name == lost_node)
+    return true;
+  // A previous peer on this node that never arrived is awaited_prevs_'s.
+  return prev_announced_by == lost_node && prev_node_name != self &&
+         next_control_sequence_num_to_receive == kInitialSequenceNum;
+}
+
+void Port::EndStreamIfPeerLost() {
+  if (peer_lost_unexpectedly)
+    last_sequence_num_to_receive = message_queue.LastContiguousSequenceNum();
+}
+
 bool PeerEventBudget::TryCharge(const NodeName& peer, size_t bytes) {
   MutexLock lock(&mutex_);
   Use& use = use_[peer];
@@ -149,6 +162,7 @@ bool Port::AdoptBufferedSenderAfterLoss(const NodeName& lost_node) {
     return false;
   prev_node_name = chosen->first;
   prev_port_name = chosen->second;
+  prev_announced_by = NodeName();
   next_control_sequence_num_to_receive = kInitialSequenceNum;
   return true;
 }

@@ -95,6 +95,19 @@ class Port {
   // True when `event` from `from_node` is the next one expected from the
   // current previous peer.
   bool IsNextEvent(const NodeName& from_node, const Event& event) const;
+
+  // Whether losing `lost_node` cuts what reaches this port (`self` is its
+  // node): the previous peer lived there, or that node announced a
+  // previous peer on a third node from which nothing has come yet.
+  bool PrevLostWith(const NodeName& lost_node, const NodeName& self) const;
+
+  // For a port turning into a proxy (sent away or merged). When its peer
+  // was lost, nothing knows where its stream ends, so it ends with what is
+  // here in order (a gap can never be filled now). Without a fixed end the
+  // proxy would pass on a stale last number — one that a closure named for
+  // messages which died with the lost node — and it, and the ports after
+  // it, would wait for good.
+  void EndStreamIfPeerLost();
   // Keeps an early event until its turn. Returns false (event dropped) when
   // the port already holds `max_buffered` events from `from_node` or the
   // sending node's budget (if the port has one) is spent. The limit is per
@@ -142,6 +155,12 @@ class Port {
   PortName peer_port_name;
   NodeName prev_node_name;
   PortName prev_port_name;
+  // The node whose UpdatePreviousPeer named the current previous peer
+  // (invalid when none did). Until that peer's first event arrives, the
+  // announcer's proxy is still on the route (its removal needs that event),
+  // so the announcer's loss breaks the route as the previous peer's would
+  // (Node::OnPreviousPeerLost).
+  NodeName prev_announced_by;
   bool pending_merge_peer = false;
   NodeName pending_merge_peer_node;
   uint64_t next_control_sequence_num_to_send = kInitialSequenceNum;
