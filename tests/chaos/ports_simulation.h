@@ -67,10 +67,9 @@ struct SimulationOptions {
   bool ack_requests = true;
   // After a node removal, also require that no port, proxy or zombie is
   // left on the survivors at quiescence and that every end whose peer was
-  // lost sees peer_closed. On by default (SeedRange, LongRunsWithRemovals,
-  // the strict seed lists); FreshSeeds turns it off because a residue of
-  // rare seeds still fails it — see the list next to FreshSeeds in
-  // ports_simulation_test.cc. The other checks stay on in every run.
+  // lost sees peer_closed. On in every test; SHMPORTS_SIM_STRICT=0 turns it
+  // off when replaying, to see which other checks a seed fails. The other
+  // checks stay on in every run.
   bool strict_lost_node = true;
   // Test hook: at quiescence leave one open port unclosed, to prove the
   // leak check notices.
