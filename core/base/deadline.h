@@ -15,8 +15,13 @@ class Deadline {
 
   static Deadline Infinite() { return Deadline(Clock::time_point::max()); }
   static Deadline Now() { return Deadline(Clock::now()); }
+  // A duration past the clock's range (nanoseconds::max() for "forever")
+  // is Infinite(): the sum would overflow into the past and time out at once.
   static Deadline In(std::chrono::nanoseconds d) {
-    return Deadline(Clock::now() + d);
+    const Clock::time_point now = Clock::now();
+    if (d >= Clock::time_point::max() - now)
+      return Infinite();
+    return Deadline(now + d);
   }
   static Deadline At(Clock::time_point t) { return Deadline(t); }
 
