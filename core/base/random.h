@@ -2,10 +2,11 @@
 //
 // Port and node names are capabilities: whoever knows one can address it, so
 // they must be unguessable. Names come from a process-wide cache of random
-// bytes (one getrandom call per 4 KiB) so that creating a port costs no
-// syscall. A forked child must never reuse the parent's cache — both would
-// hand out the same names — so the cache is discarded in the child at fork
-// (pthread_atfork) and, as a second guard, whenever the pid has changed.
+// bytes (one getrandom call per 4 KiB) so that creating a port rarely costs
+// a getrandom. A forked child must never reuse the parent's cache — both
+// would hand out the same names — so the cache is discarded in the child at
+// fork (pthread_atfork) and, as a second guard for a raw clone, whenever the
+// pid has changed (a getpid per draw: glibc no longer caches it).
 //
 // Thread-safe.
 #ifndef SHMPORTS_CORE_BASE_RANDOM_H_
