@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -133,8 +134,8 @@ void MutexDequeBaseline(benchmark::State& state) {
   }
 }
 
-// Each repetition runs the pair back to back, so a placement change of the
-// VM's vCPUs hits both.
+// Repetitions are interleaved at random (main() turns it on), so a
+// placement change of the VM's vCPUs hits both.
 BENCHMARK(LocalPairSendRead)->Repetitions(5);
 BENCHMARK(MutexDequeBaseline)->Repetitions(5);
 
@@ -413,7 +414,23 @@ void PrintRatio(const char* label,
 }  // namespace shmports::ports
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
+  // Google Benchmark runs all repetitions of one benchmark before the next
+  // unless told to interleave them; on a shared VM the subject and its
+  // baseline must see the same placements, so interleaving is the default
+  // here (a --benchmark_enable_random_interleaving flag given still wins).
+  std::vector<char*> args(argv, argv + argc);
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  bool given = false;
+  for (int i = 1; i < argc; ++i) {
+    given = given || std::string_view(argv[i]).starts_with(
+                         "--benchmark_enable_random_interleaving");
+  }
+  if (!given)
+    args.insert(args.begin() + 1, interleave.data());
+  int args_count = static_cast<int>(args.size());
+  benchmark::Initialize(&args_count, args.data());
+  argc = args_count;
+  argv = args.data();
   if (benchmark::ReportUnrecognizedArguments(argc, argv))
     return 1;
   shmports::ports::RatioReporter reporter;
