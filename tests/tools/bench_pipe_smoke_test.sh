@@ -13,7 +13,8 @@
 #     trip through api-blocking.
 set -eu
 bench=$1
-command -v jq >/dev/null 2>&1 || { echo "SKIP: jq not installed"; exit 77; }
+here=$(dirname "$0")
+jc() { python3 "$here/json_check.py" "$@"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -26,23 +27,24 @@ status=0
 "$bench" pipe-targets --quick --quiet --sizes 64,70000 -s "$subjects" \
   --json-file "$tmp/out.json" >"$tmp/table.txt" 2>"$tmp/err.txt" || status=$?
 [ $status -eq 0 ] || { cat "$tmp/err.txt" "$tmp/table.txt"; fail "pipe-targets exited with $status"; }
-jq -e '.ok == true and (.failures | length == 0)' "$tmp/out.json" >/dev/null ||
-  fail "run reported failures: $(jq -c .failures "$tmp/out.json")"
+jc "$tmp/out.json" 'd["ok"] is True and len(d["failures"]) == 0' ||
+  fail "run reported failures: $(jc --print "$tmp/out.json" 'd["failures"]')"
 for s in api-busy api-default api-blocking; do
-  jq -e --arg s "$s" '
-    [.summary[] | select(.subject == $s)] | length > 0 and all(
-      .repetitions_ok >= 3 and .repetitions_failed == 0 and
-      (if .pattern == "round-trip" then .p50_ns.min > 0
-       else .msgs_per_s.min > 0 and .gb_per_s.min > 0 end))' \
-    "$tmp/out.json" >/dev/null || fail "subject $s has missing or insane figures:
-$(jq -c --arg s "$s" '[.summary[] | select(.subject == $s)]' "$tmp/out.json")"
+  jc "$tmp/out.json" 'len(rows(s)) > 0 and all(
+      r["repetitions_ok"] >= 3 and r["repetitions_failed"] == 0 and
+      (r["p50_ns"]["min"] > 0 if r["pattern"] == "round-trip"
+       else r["msgs_per_s"]["min"] > 0 and r["gb_per_s"]["min"] > 0)
+      for r in rows(s))' s="$s" ||
+    fail "subject $s has missing or insane figures:
+$(jc --print "$tmp/out.json" 'rows(s)' s="$s")"
 done
 # Round trips in all three modes at both sizes, one way through api-default.
-n=$(jq '[.trials[] | select(.subject | startswith("api-"))] | length' "$tmp/out.json")
+n=$(jc --print "$tmp/out.json" \
+  'len([t for t in d["trials"] if t["subject"].startswith("api-")])')
 [ "$n" -eq 24 ] || fail "expected 24 api trials (8 x 3 repetitions), got $n"
-jq -e '[.trials[] | select(.subject | startswith("api-")) |
-        .verified == .messages and .messages > 0] | all' "$tmp/out.json" \
-  >/dev/null || fail "an api trial's messages were not all verified"
+jc "$tmp/out.json" 'all(t["verified"] == t["messages"] and t["messages"] > 0
+                        for t in d["trials"] if t["subject"].startswith("api-"))' ||
+  fail "an api trial's messages were not all verified"
 grep -q 'whole stack busy-poll 64 B round trip .* <= 5 ' "$tmp/table.txt" ||
   fail "table: no busy-poll target row"
 grep -q 'whole stack blocking 64 B round trip' "$tmp/table.txt" ||
@@ -58,8 +60,9 @@ status=0
 "$bench" --quick --json --quiet --inject drop -s api-default \
   --patterns one-way --sizes 64 >"$tmp/drop.json" 2>/dev/null || status=$?
 [ $status -eq 1 ] || fail "drop: exit status $status, expected 1"
-jq -e '.failures | length == 3 and all(test("out of order"))' "$tmp/drop.json" \
-  >/dev/null || fail "drop not reported: $(jq -c .failures "$tmp/drop.json")"
+jc "$tmp/drop.json" 'len(d["failures"]) == 3 and
+                     all(re.search("out of order", f) for f in d["failures"])' ||
+  fail "drop not reported: $(jc --print "$tmp/drop.json" 'd["failures"]')"
 echo "ok: dropped message reported"
 
 # 2b. A flipped byte is caught (round trip).
@@ -67,7 +70,7 @@ status=0
 "$bench" --quick --json --quiet --inject corrupt -s api-blocking \
   --patterns round-trip --sizes 64 >"$tmp/corrupt.json" 2>/dev/null || status=$?
 [ $status -eq 1 ] || fail "corrupt: exit status $status, expected 1"
-jq -e '.failures | length == 3 and all(test("verification|bad bodies"))' \
-  "$tmp/corrupt.json" >/dev/null ||
-  fail "corrupt not reported: $(jq -c .failures "$tmp/corrupt.json")"
+jc "$tmp/corrupt.json" 'len(d["failures"]) == 3 and all(
+      re.search("verification|bad bodies", f) for f in d["failures"])' ||
+  fail "corrupt not reported: $(jc --print "$tmp/corrupt.json" 'd["failures"]')"
 echo "ok: flipped payload byte reported"
